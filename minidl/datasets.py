@@ -1,0 +1,139 @@
+"""Small data sets: XOR, and the cat / non-cat images of the classic course exercise."""
+import hashlib
+import os
+import tempfile
+import urllib.request
+
+import numpy as np
+
+from .errors import DataFileError, InputTypeError, MissingDataFileError
+
+CAT_FILES = {
+    "train_catvnoncat.h5": "fbe56ab67c3ae28d564e3a644189117976d6b31af0a3ce9bb17dbf22908af242",
+    "test_catvnoncat.h5": "6a9d39ce52fa85953c5834695b8534a30ed8cfd54971fb2f080b5a24d002b951",
+}
+#: Where ``download=True`` fetches the files from; override with ``url=`` or ``MINIDL_CAT_URL``.
+CAT_URL = "https://raw.githubusercontent.com/Hiren2002/Logistic-Regression/main/datasets/"
+_HOW_TO_GET = ("get train_catvnoncat.h5 and test_catvnoncat.h5 with "
+               "mdl.datasets.load_cat(DIR, download=True) or see data/README.md")
+
+
+def xor():
+    """The XOR truth table: ``X`` (4, 2) of {0, 1} inputs, ``Y`` (4, 1) = x1 XOR x2."""
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    return X, Y
+
+
+def _data_dir(data_dir):
+    if data_dir is None:
+        data_dir = os.environ.get("MINIDL_DATA_DIR")
+        if not data_dir:
+            raise MissingDataFileError(f"data_dir was not given and MINIDL_DATA_DIR is not set; {_HOW_TO_GET}")
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise InputTypeError(f"data_dir must be a path (str or os.PathLike); received {type(data_dir).__name__}")
+    return os.fspath(data_dir)
+
+
+def _read_split(path, split):
+    import h5py
+    if not os.path.isfile(path):
+        raise MissingDataFileError(f"{path} does not exist; {_HOW_TO_GET}")
+    if not h5py.is_hdf5(path):
+        raise DataFileError(f"{path} is not an HDF5 file (truncated or another format); "
+                            f"expected sha256 {CAT_FILES[os.path.basename(path)]}; {_HOW_TO_GET}")
+    x_key, y_key = f"{split}_set_x", f"{split}_set_y"
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [key for key in (x_key, y_key, "list_classes") if key not in f]
+            if missing:
+                raise DataFileError(f"{path} lacks the datasets {missing}; it holds {sorted(f.keys())}")
+            X, Y, classes = f[x_key][()], f[y_key][()], f["list_classes"][()]
+    except DataFileError:
+        raise
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError on damaged files
+        raise DataFileError(f"{path} could not be read ({type(exc).__name__}: {exc}); {_HOW_TO_GET}") from None
+    if X.ndim != 4 or X.shape[1:] != (64, 64, 3) or Y.shape != (X.shape[0],):
+        raise DataFileError(f"{path}: expected {x_key} of shape (m, 64, 64, 3) and {y_key} of shape (m,); "
+                            f"received {X.shape} and {Y.shape}")
+    if not np.isin(Y, (0, 1)).all():
+        raise DataFileError(f"{path}: {y_key} must hold labels in {{0, 1}}; received {np.unique(Y).tolist()}")
+    return X.reshape(X.shape[0], -1).astype(np.float64) / 255.0, Y.reshape(-1, 1).astype(np.float64), classes
+
+
+def load_cat(data_dir=None, download=False, url=None):
+    """Load the cat / non-cat images, flattened and scaled to [0, 1].
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Folder holding ``train_catvnoncat.h5`` and ``test_catvnoncat.h5``; default
+        ``$MINIDL_DATA_DIR``.
+    download : bool
+        Fetch missing files (see :func:`download_cat`) instead of raising.
+    url : str, optional
+        Base URL for ``download``.
+
+    Returns
+    -------
+    X_train : ndarray (209, 12288)
+    Y_train : ndarray (209, 1)
+    X_test : ndarray (50, 12288)
+    Y_test : ndarray (50, 1)
+    classes : ndarray of bytes, ``[b'non-cat', b'cat']``
+    """
+    data_dir = _data_dir(data_dir)
+    if download and not all(os.path.isfile(os.path.join(data_dir, name)) for name in CAT_FILES):
+        download_cat(data_dir, url=url)
+    X_train, Y_train, classes = _read_split(os.path.join(data_dir, "train_catvnoncat.h5"), "train")
+    X_test, Y_test, _ = _read_split(os.path.join(data_dir, "test_catvnoncat.h5"), "test")
+    return X_train, Y_train, X_test, Y_test, classes
+
+
+def download_cat(data_dir, url=None, timeout=60):
+    """Fetch the two cat files into ``data_dir``, verify their sha256 and write them atomically.
+
+    ``url`` (default ``$MINIDL_CAT_URL`` or :data:`CAT_URL`) is the folder that holds both
+    files. A file whose checksum differs is not written. Returns the paths written.
+    """
+    base = url or os.environ.get("MINIDL_CAT_URL") or CAT_URL
+    if not isinstance(base, str):
+        raise InputTypeError(f"url must be a string; received {type(base).__name__}")
+    data_dir = _data_dir(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    written = []
+    for name, sha256 in CAT_FILES.items():
+        target = os.path.join(data_dir, name)
+        if os.path.isfile(target) and _sha256(target) == sha256:
+            continue
+        source = base.rstrip("/") + "/" + name
+        try:
+            with urllib.request.urlopen(source, timeout=timeout) as response:
+                payload = response.read()
+        except OSError as exc:
+            raise DataFileError(f"could not download {source}: {exc}") from None
+        digest = hashlib.sha256(payload).hexdigest()
+        if digest != sha256:
+            raise DataFileError(f"{source} has sha256 {digest}, expected {sha256}; not written")
+        _atomic_write(target, payload)
+        written.append(target)
+    return written
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _atomic_write(path, payload):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

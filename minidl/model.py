@@ -1,0 +1,240 @@
+"""Sequential: layers applied in order, with a loss, a seed and a dtype."""
+import numpy as np
+
+from .errors import InputError, InputTypeError, NonFiniteError
+from .layers import Dense, Dropout, Layer, Sigmoid
+from .losses import BinaryCrossEntropy
+from .validation import check_array, check_labels, check_seed
+
+
+class Sequential:
+    """A stack of layers trained with a loss: ``A = layer_L(... layer_1(X))``.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        Applied in order. The first Dense fixes the number of input features; the output
+        must have width 1 (the probability of class 1).
+    loss : BinaryCrossEntropy, optional
+        Default ``BinaryCrossEntropy(l2=0.0)``.
+    seed : int
+        Seeds the weight initialization and the dropout masks (independent streams), so
+        one seed gives bitwise identical models and training.
+    dtype : numpy float dtype
+        ``np.float64`` (default) or ``np.float32`` for parameters and activations.
+
+    Examples
+    --------
+    >>> import minidl as mdl
+    >>> model = mdl.Sequential([mdl.Dense(2, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()])
+    >>> X, Y = mdl.datasets.xor()
+    >>> model.forward(X).shape
+    (4, 1)
+    """
+
+    def __init__(self, layers, loss=None, seed=0, dtype=np.float64):
+        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
+            raise InputTypeError(f"layers must be a list of Layer objects; received {type(layers).__name__}")
+        if len(layers) == 0:
+            raise InputError("layers must hold at least one layer; received an empty list")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise InputTypeError(f"layers[{i}] must be a minidl Layer; received {type(layer).__name__}")
+        if loss is None:
+            loss = BinaryCrossEntropy()
+        if not isinstance(loss, BinaryCrossEntropy):
+            raise InputTypeError(f"loss must be a BinaryCrossEntropy; received {type(loss).__name__}")
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise InputTypeError(f"dtype must be np.float32 or np.float64; received {dtype!r}") from None
+        if dtype not in (np.float32, np.float64):
+            raise InputTypeError(f"dtype must be np.float32 or np.float64; received {dtype}")
+        self.layers = list(layers)
+        self.loss = loss
+        self.seed = check_seed(seed)
+        self.dtype = dtype
+        self.training = False
+        self.n_features, self.widths = self._infer_widths()
+        init_seq, dropout_seq = np.random.SeedSequence(self.seed).spawn(2)
+        init_rng = np.random.default_rng(init_seq)
+        dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+        for layer, child in zip(dropouts, dropout_seq.spawn(len(dropouts))):
+            layer.rng = np.random.default_rng(child)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+                layer.reset_parameters(init_rng, nxt)
+            for name, value in layer.params.items():
+                layer.params[name] = np.asarray(value, dtype=self.dtype)
+
+    def _infer_widths(self):
+        width = None
+        widths = []
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                if width is not None and layer.n_in != width:
+                    raise InputError(f"layers[{i}] is {layer!r} with n_in={layer.n_in}, but the layer "
+                                     f"before it outputs width {width}")
+                width = layer.n_in if width is None else width
+            widths.append(None if width is None else layer.output_width(width))
+            width = widths[-1]
+        if width is None:
+            raise InputError("layers must include a Dense layer to fix the number of input features")
+        n_features = next(l.n_in for l in self.layers if isinstance(l, Dense))
+        if widths[-1] != 1:
+            raise InputError(f"the last layer must output width 1 (one probability per example); "
+                             f"received width {widths[-1]}")
+        return n_features, widths
+
+    # ----------------------------------------------------------------------- modes
+    def train(self):
+        """Training mode: Dropout layers drop units. Returns the model."""
+        self.training = True
+        return self
+
+    def eval(self):
+        """Evaluation mode (the default): Dropout layers are the identity. Returns the model."""
+        self.training = False
+        return self
+
+    # ------------------------------------------------------------- input checks
+    def _check_X(self, X, name="X"):
+        return check_array(X, name, ndim=2, n_columns=self.n_features, dtype=self.dtype)
+
+    def _check_XY(self, X, Y):
+        X = self._check_X(X)
+        return X, check_labels(Y, X.shape[0]).astype(self.dtype)
+
+    # ----------------------------------------------------------- forward/backward
+    @property
+    def logit_head(self):
+        """True when the loss is computed from the logits, i.e. the last layer is exactly Sigmoid."""
+        return type(self.layers[-1]) is Sigmoid
+
+    @property
+    def body(self):
+        """The layers before the loss: all of them, or all but the final Sigmoid."""
+        return self.layers[:-1] if self.logit_head else self.layers
+
+    def _run(self, A, layers, training, check_finite=False):
+        for layer in layers:
+            A = layer.forward(A, training)
+            if check_finite:
+                _require_finite(A, f"the output of layer {self.layers.index(layer)} ({layer!r})")
+        return A
+
+    def forward(self, X, training=None):
+        """Probabilities ``(m, 1)`` for inputs ``X`` ``(m, n_features)``.
+
+        ``training=None`` uses the model's mode (see ``train()``/``eval()``).
+        """
+        X = self._check_X(X)
+        return self._run(X, self.layers, self.training if training is None else bool(training))
+
+    def predict(self, X):
+        """Labels in {0, 1}, shape ``(m, 1)``: 1 where the probability is >= 0.5."""
+        return (self.forward(X, training=False) >= 0.5).astype(np.int64)
+
+    def _weights(self):
+        return [layer.params[name] for layer in self.layers for name in layer.regularized]
+
+    def _cost(self, X, Y, training=False):
+        out = self._run(X, self.body, training)
+        data = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
+        return data + self.loss.penalty(self._weights(), X.shape[0])
+
+    def cost(self, X, Y):
+        """Total cost ``J`` (cross-entropy plus the L2 term), dropout off, as a float."""
+        X, Y = self._check_XY(X, Y)
+        return self._cost(X, Y)
+
+    def _backprop(self, X, Y, training, check_finite=False):
+        """Forward and backward pass; fills every layer's grads (L2 included), returns J."""
+        m = X.shape[0]
+        out = self._run(X, self.body, training, check_finite)
+        if self.logit_head:
+            self.layers[-1].forward(out, training)
+        cost = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
+        cost += self.loss.penalty(self._weights(), m)
+        dA = self.loss.dout(out, Y, self.logit_head)
+        for layer in reversed(self.body):
+            dA = layer.backward(dA)
+            if check_finite:
+                where = f"layer {self.layers.index(layer)} ({layer!r})"
+                _require_finite(dA, f"the gradient flowing out of {where}")
+                for name, grad in layer.grads.items():
+                    _require_finite(grad, f"d{name} of {where}")
+        for layer in self.layers:
+            for name in layer.regularized:
+                layer.grads[name] = layer.grads[name] + self.loss.dpenalty(layer.params[name], m)
+        return cost
+
+    def gradients(self, X, Y):
+        """Analytic ``dJ/dparam`` (L2 included, dropout off): dict keyed as named_parameters."""
+        X, Y = self._check_XY(X, Y)
+        self._backprop(X, Y, training=False)
+        return {name: grad.copy() for name, grad in self.named_gradients()}
+
+    def named_parameters(self):
+        """``[(name, array)]`` with names ``"<layer index>.<param>"``; the arrays themselves."""
+        return [(f"{i}.{name}", value) for i, layer in enumerate(self.layers)
+                for name, value in layer.params.items()]
+
+    def named_gradients(self):
+        """``[(name, array)]`` of the gradients left by the last backward pass."""
+        return [(f"{i}.{name}", layer.grads[name]) for i, layer in enumerate(self.layers)
+                for name in layer.params]
+
+    @property
+    def n_params(self):
+        """Total number of parameters."""
+        return sum(value.size for _, value in self.named_parameters())
+
+    # ----------------------------------------------------------------- debug/io
+    def gradcheck(self, X, Y, epsilon=1e-7, grads=None, **options):
+        """Check backprop against central differences; see :func:`minidl.gradcheck.gradcheck`."""
+        from .gradcheck import gradcheck
+        return gradcheck(self, X, Y, epsilon=epsilon, grads=grads, **options)
+
+    def save(self, path, optimizer=None):
+        """Write the model (and optionally an optimizer's state) to an HDF5 file, atomically."""
+        from .io import save
+        save(self, path, optimizer=optimizer)
+
+    def load_weights(self, path):
+        """Load parameters saved from a model of the same architecture; returns the model."""
+        from .io import load_weights
+        return load_weights(self, path)
+
+    def get_config(self):
+        """The architecture as plain data (used by save/load)."""
+        return {"layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+                "loss": self.loss.get_config(), "seed": self.seed, "dtype": self.dtype.name}
+
+    # ------------------------------------------------------------------ printing
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], loss={self.loss!r}, seed={self.seed})"
+
+    def summary(self):
+        """A table of layers, output shapes and parameter counts, as Keras prints it."""
+        rows = [("#", "layer", "output shape", "params")]
+        for i, (layer, width) in enumerate(zip(self.layers, self.widths)):
+            count = sum(v.size for v in layer.params.values())
+            rows.append((str(i), repr(layer), f"(m, {width})", f"{count:,}"))
+        sizes = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "  ".join("-" * s for s in sizes)
+        fmt = lambda r: "  ".join([r[0].rjust(sizes[0]), r[1].ljust(sizes[1]), r[2].ljust(sizes[2]),
+                                   r[3].rjust(sizes[3])])
+        body = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line]
+        body.append(f"total parameters: {self.n_params:,}   loss: {self.loss!r}   dtype: {self.dtype.name}")
+        return "\n".join(["Sequential"] + body)
+
+    __str__ = summary
+
+
+def _require_finite(array, what):
+    if not np.all(np.isfinite(array)):
+        kind = "NaN" if np.any(np.isnan(array)) else "inf"
+        raise NonFiniteError(f"{kind} in {what}")

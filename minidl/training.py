@@ -1,0 +1,195 @@
+"""Trainer: mini-batch training with a debug mode that checks the gradients as it goes."""
+import os
+import sys
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import GradientCheckError, InputError, InputTypeError
+from .model import Sequential
+from .optim import Adam, Optimizer
+from .validation import check_int, check_seed
+
+
+def _env_debug():
+    return os.environ.get("MINIDL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Trainer:
+    """Train a Sequential on shuffled mini-batches.
+
+    Parameters
+    ----------
+    model : Sequential
+    optimizer : Optimizer, optional
+        Default ``Adam(lr=1e-3)``.
+    epochs : int
+        Total number of passes over the data (a resumed trainer continues up to it).
+    batch_size : int
+    seed : int
+        Seeds the shuffling (the model's own seed drives initialization and dropout).
+    debug : bool, optional
+        Check the gradients with ``model.gradcheck`` on a small fixed batch before the first
+        update and again after ``gradcheck_after`` updates (dropout off, L2 included, with
+        scipy's cross-check); record the reports in ``history["gradchecks"]``; raise
+        :class:`GradientCheckError` when one fails; stop with ``NonFiniteError`` naming the
+        layer when a NaN or inf appears. Never changes the trained weights. Default: on when
+        the environment has ``MINIDL_DEBUG=1``.
+    gradcheck_after : int
+        Updates after which the second check runs.
+    progress : bool
+        Show a tqdm bar (only when the output is a terminal).
+    gradcheck_batch : int
+        Examples in the debug checks' batch (the first ones of X).
+    patience : int, optional
+        Early stopping: stop when the validation cost has not improved for this many epochs
+        and restore the best weights. Needs ``validation`` in ``fit``.
+    log : file-like, optional
+        Where debug summaries are printed (default: standard output).
+
+    Examples
+    --------
+    >>> import minidl as mdl
+    >>> X, Y = mdl.datasets.xor()
+    >>> model = mdl.Sequential([mdl.Dense(2, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()])
+    >>> history = mdl.Trainer(model, mdl.Adam(0.05), epochs=300, progress=False).fit(X, Y)
+    >>> history["accuracy"][-1]
+    1.0
+    """
+
+    def __init__(self, model, optimizer=None, epochs=100, batch_size=64, seed=0, debug=None,
+                 gradcheck_after=100, progress=True, gradcheck_batch=8, patience=None, log=None):
+        if not isinstance(model, Sequential):
+            raise InputTypeError(f"model must be a minidl Sequential; received {type(model).__name__}")
+        if optimizer is None:
+            optimizer = Adam(lr=1e-3)
+        if not isinstance(optimizer, Optimizer):
+            raise InputTypeError(f"optimizer must be a minidl optimizer (SGD, Momentum, Adam); "
+                                 f"received {type(optimizer).__name__}")
+        self.model = model
+        self.optimizer = optimizer
+        self.epochs = check_int(epochs, "epochs", minimum=0)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.seed = check_seed(seed)
+        self.debug = _env_debug() if debug is None else bool(debug)
+        self.gradcheck_after = check_int(gradcheck_after, "gradcheck_after", minimum=1)
+        self.progress = bool(progress)
+        self.gradcheck_batch = check_int(gradcheck_batch, "gradcheck_batch", minimum=1)
+        self.patience = None if patience is None else check_int(patience, "patience", minimum=1)
+        self.log = log
+        self.rng = np.random.default_rng(self.seed)
+        self.epoch = 0
+        self.step = 0
+        self.history = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": [], "gradchecks": []}
+        self._best = None
+
+    def __repr__(self):
+        return (f"Trainer(model={self.model!r}, optimizer={self.optimizer!r}, epochs={self.epochs}, "
+                f"batch_size={self.batch_size}, seed={self.seed}, debug={self.debug})")
+
+    def fit(self, X, Y, validation=None):
+        """Train until ``epochs``; returns ``history``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, n_features)
+        Y : ndarray of shape (m, 1) or (m,)
+        validation : tuple (X_val, Y_val), optional
+            Evaluated after every epoch (``val_cost``, ``val_accuracy``).
+
+        Returns
+        -------
+        dict
+            ``cost``, ``accuracy`` (training set, eval mode, after each epoch), ``val_cost``,
+            ``val_accuracy``, and ``gradchecks``: a list of ``(step, GradCheckReport)``.
+        """
+        model = self.model
+        X, Y = model._check_XY(X, Y)
+        if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+                raise InputTypeError("validation must be a tuple (X_val, Y_val)")
+            X_val = model._check_X(validation[0], "X_val")
+            Y_val = model._check_XY(X_val, validation[1])[1]
+        elif self.patience is not None:
+            raise InputError("patience needs validation data: pass validation=(X_val, Y_val) to fit")
+        m = X.shape[0]
+        check_batch = (X[:self.gradcheck_batch], Y[:self.gradcheck_batch])
+        if self.debug and self.step == 0:
+            self._gradcheck(*check_batch)
+        bar = tqdm(total=self.epochs, initial=self.epoch, desc="train", unit="epoch", leave=False,
+                   disable=True if not self.progress else None)
+        try:
+            while self.epoch < self.epochs:
+                order = self.rng.permutation(m)
+                for start in range(0, m, self.batch_size):
+                    batch = order[start:start + self.batch_size]
+                    model._backprop(X[batch], Y[batch], training=True, check_finite=self.debug)
+                    self.optimizer.step(model)
+                    self.step += 1
+                    if self.debug and self.step == self.gradcheck_after:
+                        self._gradcheck(*check_batch)
+                self.epoch += 1
+                self._record(X, Y, "")
+                if validation is not None:
+                    self._record(X_val, Y_val, "val_")
+                bar.update(1)
+                bar.set_postfix({key: f"{values[-1]:.4f}" for key, values in self.history.items()
+                                 if key != "gradchecks" and values})
+                if self.patience is not None and self._stop_early():
+                    break
+        finally:
+            bar.close()
+        if self.patience is not None and self._best is not None:
+            for (_, value), best in zip(model.named_parameters(), self._best[2]):
+                value[...] = best
+        return self.history
+
+    def _record(self, X, Y, prefix):
+        cost = self.model._cost(X, Y)
+        accuracy = float(np.mean((self.model._run(X, self.model.layers, False) >= 0.5) == (Y == 1)))
+        self.history[prefix + "cost"].append(cost)
+        self.history[prefix + "accuracy"].append(accuracy)
+
+    def _stop_early(self):
+        cost = self.history["val_cost"][-1]
+        if self._best is None or cost < self._best[0]:
+            self._best = (cost, self.epoch, [value.copy() for _, value in self.model.named_parameters()])
+        return self.epoch - self._best[1] >= self.patience
+
+    def _gradcheck(self, X, Y):
+        report = self.model.gradcheck(X, Y, seed=self.seed)
+        self.history["gradchecks"].append((self.step, report))
+        where = "before training" if self.step == 0 else f"after {self.step} steps"
+        print(f"[debug] {where}: {report.summary()}", file=self.log or sys.stdout, flush=True)
+        if not report.passed:
+            raise GradientCheckError(report, self.step)
+
+    # ------------------------------------------------------------- checkpoints
+    def state(self):
+        """The trainer's own state as plain data (configuration, counters, RNG, history)."""
+        history = {key: values for key, values in self.history.items() if key != "gradchecks"}
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
+                "gradcheck_after": self.gradcheck_after, "patience": self.patience, "epoch": self.epoch,
+                "step": self.step, "rng": self.rng.bit_generator.state, "history": history}
+
+    def save(self, path):
+        """Write model, optimizer state and trainer state to ``path`` so ``Trainer.load`` can resume."""
+        from .io import save
+        save(self.model, path, optimizer=self.optimizer, trainer_state=self.state())
+
+    @classmethod
+    def load(cls, path, custom_layers=None, **overrides):
+        """Rebuild a trainer saved with :meth:`save`; ``overrides`` (e.g. ``epochs=``) replace settings."""
+        from .errors import CheckpointError
+        from .io import load_checkpoint
+        ckpt = load_checkpoint(path, custom_layers)
+        state = ckpt["trainer"]
+        if state is None or ckpt["optimizer"] is None:
+            raise CheckpointError(f"{path} holds a model but no trainer state; save it with Trainer.save")
+        settings = {key: state[key] for key in ("epochs", "batch_size", "seed", "gradcheck_after", "patience")}
+        settings.update(overrides)
+        trainer = cls(ckpt["model"], ckpt["optimizer"], **settings)
+        trainer.rng.bit_generator.state = state["rng"]
+        trainer.epoch, trainer.step = state["epoch"], state["step"]
+        trainer.history.update({key: list(values) for key, values in state["history"].items()})
+        return trainer
