@@ -77,8 +77,10 @@ class GradCheckReport:
         The per-coordinate tolerances used.
     """
 
-    def __init__(self, groups, epsilon, atol, rtol=RTOL, scipy=None, scipy_info=None, title="model"):
+    def __init__(self, groups, epsilon, atol, rtol=RTOL, scipy=None, scipy_info=None, title="model",
+                 layer_names=None):
         self.groups = groups
+        self.layer_names = layer_names
         self.epsilon = epsilon
         self.atol = atol
         self.rtol = rtol
@@ -127,6 +129,34 @@ class GradCheckReport:
     def failed_parameters(self):
         """Names of the parameters that fail, in network order."""
         return [grp["name"] for grp in self.groups if not self.parameter_ok(grp["name"])]
+
+    @property
+    def suspects(self):
+        """Where the error most likely enters backprop: a list of layer indices, or None.
+
+        Backprop runs from the loss towards the input, so a wrong derivative in layer j
+        spoils the gradients of every parameter before j and none after. The deepest layer
+        with a failing parameter is therefore the first suspect, along with every layer
+        between it and the next layer whose parameters pass (or the loss, at the end).
+        """
+        if self.passed or self.layer_names is None:
+            return None
+        failing = {int(name.split(".")[0]) for name in self.failed_parameters}
+        if not failing:
+            return None
+        deepest = max(failing)
+        later_ok = [int(g["name"].split(".")[0]) for g in self.groups if int(g["name"].split(".")[0]) > deepest]
+        stop = min(later_ok) if later_ok else len(self.layer_names)
+        return list(range(deepest, stop))
+
+    def _suspects_text(self):
+        layers = self.suspects
+        if not layers:
+            return None
+        names = ", ".join(f"{i}: {self.layer_names[i]}" for i in layers)
+        end = "" if layers[-1] + 1 < len(self.layer_names) else ", or the loss's gradient"
+        return (f"where to look: parameters before layer {layers[-1] + 1} fail and none after, so the error "
+                f"enters in the backward of layers [{names}]{end} (or in the gradients passed as grads=)")
 
     def verdict(self, name=None):
         """The band of one parameter's difference (or the global one): ok, look again, likely bug, BUG."""
@@ -198,6 +228,9 @@ class GradCheckReport:
             out.append("worst coordinates (by error beyond tolerance):")
             out += _table([("parameter", "index", "analytic", "numeric", "rel. error")] +
                           [(n, str(list(i)), f"{g: .6e}", f"{gn: .6e}", f"{r:.2e}") for n, i, g, gn, r in worst])
+        suspects = self._suspects_text()
+        if suspects:
+            out.append(suspects)
         if self.kinks:
             shown = ", ".join(f"{n}{list(i)}" for n, i in self.kinks[:5])
             more = f" and {len(self.kinks) - 5} more" if len(self.kinks) > 5 else ""
@@ -510,7 +543,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         scipy_value, scipy_info = _scipy_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed)
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     return GradCheckReport(groups, epsilon, _noise_atol(ev.scale, epsilon), scipy=scipy_value,
-                           scipy_info=scipy_info, title=title)
+                           scipy_info=scipy_info, title=title, layer_names=[repr(l) for l in model.layers])
 
 
 def _perturbed(ev, k, layer, pname, array, flat, sign_eps):

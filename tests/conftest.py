@@ -1,0 +1,62 @@
+"""Shared fixtures and a reference central-difference helper, independent of minidl.gradcheck."""
+import os
+
+import numpy as np
+import pytest
+
+import minidl as mdl
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central differences of a scalar function f at x (x is modified and restored)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.size):
+        old = x.flat[i]
+        x.flat[i] = old + eps
+        plus = f()
+        x.flat[i] = old - eps
+        minus = f()
+        x.flat[i] = old
+        grad.flat[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def small_model(l2=0.0, dropout=0.0, dtype=np.float64, seed=0, n_in=5):
+    layers = [mdl.Dense(n_in, 6), mdl.ReLU()]
+    if dropout:
+        layers.append(mdl.Dropout(dropout))
+    layers += [mdl.Dense(6, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()]
+    return mdl.Sequential(layers, loss=mdl.BinaryCrossEntropy(l2=l2), seed=seed, dtype=dtype)
+
+
+def snapshot(model):
+    """Everything gradcheck and rejected calls must leave untouched."""
+    params = {name: value.copy() for name, value in model.named_parameters()}
+    rngs = [layer.rng.bit_generator.state for layer in model.layers if isinstance(layer, mdl.Dropout)]
+    return params, rngs, model.training
+
+
+def assert_unchanged(model, snap):
+    params, rngs, training = snap
+    for name, value in model.named_parameters():
+        assert value.dtype == params[name].dtype
+        assert np.array_equal(value, params[name]), name
+    assert [layer.rng.bit_generator.state for layer in model.layers if isinstance(layer, mdl.Dropout)] == rngs
+    assert model.training == training
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(42)
+    X = rng.standard_normal((8, 5))
+    Y = np.array([[0], [1], [1], [0], [1], [0], [0], [1]], dtype=float)
+    return X, Y
+
+
+@pytest.fixture
+def cat_dir():
+    path = os.environ.get("MINIDL_DATA_DIR")
+    if not path or not os.path.isfile(os.path.join(path, "train_catvnoncat.h5")):
+        pytest.skip("cat images not available: set MINIDL_DATA_DIR to a folder with train_catvnoncat.h5 and "
+                    "test_catvnoncat.h5 (see data/README.md, or mdl.datasets.load_cat(DIR, download=True))")
+    return path
