@@ -6,7 +6,7 @@ import urllib.request
 
 import numpy as np
 
-from .errors import DataFileError, InputTypeError, MissingDataFileError
+from .errors import DataFileError, InputError, InputTypeError, MissingDataFileError
 
 CAT_FILES = {
     "train_catvnoncat.h5": "fbe56ab67c3ae28d564e3a644189117976d6b31af0a3ce9bb17dbf22908af242",
@@ -137,3 +137,24 @@ def _atomic_write(path, payload):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def train_val_split(X, Y, val_fraction=0.2, seed=0):
+    """Split ``(X, Y)`` into a training and a validation part, stratified by label and seeded.
+
+    Returns ``X_train, Y_train, X_val, Y_val``; each class keeps its share in both parts.
+    """
+    from .validation import check_array, check_float, check_labels, check_seed
+    X = check_array(X, "X")
+    Y = check_labels(Y, X.shape[0])
+    val_fraction = check_float(val_fraction, "val_fraction", 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    rng = np.random.default_rng(check_seed(seed))
+    val = []
+    for label in (0.0, 1.0):
+        members = rng.permutation(np.flatnonzero(Y[:, 0] == label))
+        val.extend(members[:int(round(val_fraction * members.size))].tolist())
+    is_val = np.zeros(X.shape[0], dtype=bool)
+    is_val[val] = True
+    if is_val.all() or not is_val.any():
+        raise InputError(f"val_fraction={val_fraction} leaves no examples on one side of the split")
+    return X[~is_val], Y[~is_val], X[is_val], Y[is_val]

@@ -106,6 +106,12 @@ class Dense(Layer):
         Seeds the initial weights of a layer used on its own; a Sequential re-draws them
         from the model's seed.
 
+    Attributes
+    ----------
+    needs_dX : bool
+        When False, ``backward`` skips ``dX`` (returns None). A Sequential sets it for its
+        first layer, whose ``dX`` nobody uses: that product is as costly as ``dW``.
+
     Shape
     -----
     ``X``: (m, n_in) -> ``Z``: (m, n_out). ``W``: (n_in, n_out), ``b``: (n_out,).
@@ -126,6 +132,7 @@ class Dense(Layer):
         self.n_out = check_int(n_out, "n_out", minimum=1)
         self.init = check_choice(init, "init", ("auto", "he", "xavier"))
         self.params = {"W": np.zeros((self.n_in, self.n_out)), "b": np.zeros(self.n_out)}
+        self.needs_dX = True
         self.reset_parameters(np.random.default_rng(check_seed(seed)))
 
     def reset_parameters(self, rng, next_layer=None):
@@ -145,6 +152,8 @@ class Dense(Layer):
     def backward(self, dZ):
         self.grads["W"] = self.X.T @ dZ      # dW = X^T dZ   (n_in, n_out)
         self.grads["b"] = dZ.sum(axis=0)     # db = sum_rows dZ   (n_out,)
+        if not self.needs_dX:                # the first layer of a Sequential: nobody uses dX
+            return None
         return dZ @ self.params["W"].T       # dX = dZ W^T   (m, n_in)
 
     def output_width(self, n_in):

@@ -61,6 +61,8 @@ class Sequential:
         dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         for layer, child in zip(dropouts, dropout_seq.spawn(len(dropouts))):
             layer.rng = np.random.default_rng(child)
+        if isinstance(self.layers[0], Dense):
+            self.layers[0].needs_dX = False
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense):
                 nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
@@ -160,7 +162,7 @@ class Sequential:
         dA = self.loss.dout(out, Y, self.logit_head)
         for layer in reversed(self.body):
             dA = layer.backward(dA)
-            if check_finite:
+            if check_finite and dA is not None:
                 where = f"layer {self.layers.index(layer)} ({layer!r})"
                 _require_finite(dA, f"the gradient flowing out of {where}")
                 for name, grad in layer.grads.items():

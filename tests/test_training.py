@@ -1,0 +1,163 @@
+import io
+
+import numpy as np
+import pytest
+
+import minidl as mdl
+from conftest import small_model
+
+RNG = np.random.default_rng(3)
+X = RNG.standard_normal((40, 5))
+Y = (X[:, :1] * X[:, 1:2] > 0).astype(float)
+
+
+def weights(model):
+    return [value.copy() for _, value in model.named_parameters()]
+
+
+def fit(model=None, debug=False, **kwargs):
+    model = model or small_model(l2=0.1, dropout=0.3)
+    options = dict(epochs=5, batch_size=8, seed=1, progress=False, debug=debug, log=io.StringIO())
+    options.update(kwargs)
+    trainer = mdl.Trainer(model, mdl.Adam(0.01), **options)
+    return trainer, trainer.fit(X, Y, validation=(X[:10], Y[:10]))
+
+
+def test_history_has_one_entry_per_epoch():
+    _, history = fit()
+    for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
+        assert len(history[key]) == 5
+    assert history["gradchecks"] == []
+    assert history["cost"][-1] < history["cost"][0]
+
+
+def test_one_seed_gives_bitwise_identical_training():
+    a, _ = fit()
+    b, _ = fit()
+    c, _ = fit(seed=2)
+    assert all(np.array_equal(x, y) for x, y in zip(weights(a.model), weights(b.model)))
+    assert not all(np.array_equal(x, y) for x, y in zip(weights(a.model), weights(c.model)))
+
+
+def test_debug_never_changes_the_trained_weights():
+    plain, _ = fit(debug=False)
+    debug, history = fit(debug=True, gradcheck_after=7)
+    assert all(np.array_equal(x, y) for x, y in zip(weights(plain.model), weights(debug.model)))
+    assert [step for step, _ in history["gradchecks"]] == [0, 7]
+    assert all(report.passed for _, report in history["gradchecks"])
+    assert all(report.scipy is not None for _, report in history["gradchecks"])
+
+
+def test_debug_prints_one_line_per_check():
+    log = io.StringIO()
+    fit(debug=True, gradcheck_after=3, log=log)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[debug] before training: gradcheck passed")
+    assert lines[1].startswith("[debug] after 3 steps: gradcheck passed")
+
+
+def test_minidl_debug_environment_variable_turns_debug_on(monkeypatch):
+    monkeypatch.setenv("MINIDL_DEBUG", "1")
+    assert mdl.Trainer(small_model()).debug is True
+    assert mdl.Trainer(small_model(), debug=False).debug is False
+    monkeypatch.setenv("MINIDL_DEBUG", "0")
+    assert mdl.Trainer(small_model()).debug is False
+
+
+class BrokenDense(mdl.Dense):
+    def backward(self, dZ):
+        dX = super().backward(dZ)
+        self.grads["b"] = self.grads["b"] * 0.5
+        return dX
+
+
+def test_broken_layer_raises_before_the_first_step():
+    model = mdl.Sequential([mdl.Dense(5, 6), mdl.ReLU(), BrokenDense(6, 1), mdl.Sigmoid()], seed=0)
+    before = weights(model)
+    with pytest.raises(mdl.GradientCheckError, match="gradient check failed before the first update") as info:
+        fit(model, debug=True)
+    assert info.value.step == 0 and info.value.report.failed_parameters == ["2.b"]
+    assert "2.b" in str(info.value) and "BUG" in str(info.value)
+    assert all(np.array_equal(x, y) for x, y in zip(before, weights(model)))
+
+
+class SaturationBug(mdl.Tanh):
+    """Uses tanh'(z) ~ 1 - z^2: right while |z| is small (at initialization), wrong once weights grow."""
+    def forward(self, Z, training=False):
+        self.Z = Z
+        return super().forward(Z, training)
+
+    def backward(self, dA):
+        return dA * np.clip(1 - self.Z ** 2, 0, 1)
+
+
+def test_bug_that_shows_only_away_from_initialization_raises_after_n_steps():
+    model = mdl.Sequential([mdl.Dense(5, 6), SaturationBug(), mdl.Dense(6, 1), mdl.Sigmoid()], seed=0)
+    for _, W in model.named_parameters():
+        W *= 1e-3                                  # a tiny initialization: |Z| ~ 1e-3
+    with pytest.raises(mdl.GradientCheckError, match="after 20 updates") as info:
+        mdl.Trainer(model, mdl.Adam(0.05), epochs=50, batch_size=8, debug=True, gradcheck_after=20,
+                    progress=False, log=io.StringIO()).fit(X, Y)
+    assert info.value.step == 20
+    assert "0.W" in info.value.report.failed_parameters
+
+
+class NaNLayer(mdl.Layer):
+    rowwise = elementwise = True
+
+    def forward(self, X, training=False):
+        return np.where(X > 1e9, np.nan, X) if training else X
+
+    def backward(self, dA):
+        return dA
+
+
+def test_nan_in_activations_names_the_layer():
+    model = mdl.Sequential([mdl.Dense(5, 3), NaNLayer(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=0)
+    model.layers[0].params["b"][...] = 1e10
+    with pytest.raises(mdl.NonFiniteError, match=r"NaN in the output of layer 1 \(NaNLayer\(\)\)"):
+        mdl.Trainer(model, debug=True, progress=False, log=io.StringIO(), gradcheck_after=10**6).fit(X, Y)
+
+
+def test_early_stopping_restores_the_best_weights():
+    trainer, history = fit(epochs=200, patience=3)
+    assert len(history["val_cost"]) < 200
+    best = int(np.argmin(history["val_cost"]))
+    assert len(history["val_cost"]) == best + 1 + 3
+    assert trainer.model.cost(X[:10], Y[:10]) == pytest.approx(history["val_cost"][best], rel=1e-12)
+
+
+def test_xor_reaches_full_accuracy():
+    X4, Y4 = mdl.datasets.xor()
+    model = mdl.Sequential([mdl.Dense(2, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()], seed=0)
+    history = mdl.Trainer(model, mdl.Adam(0.05), epochs=300, progress=False).fit(X4, Y4)
+    assert history["accuracy"][-1] == 1.0
+    assert np.array_equal(model.predict(X4), Y4.astype(int))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"epochs": -1}, mdl.InputError, "epochs must be >= 0; received epochs=-1"),
+    ({"batch_size": 0}, mdl.InputError, "batch_size must be >= 1; received batch_size=0"),
+    ({"optimizer": "adam"}, mdl.InputTypeError, "optimizer must be a minidl optimizer"),
+    ({"gradcheck_after": 2.5}, mdl.InputTypeError, "gradcheck_after must be an integer"),
+])
+def test_trainer_rejects_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        mdl.Trainer(small_model(), **kwargs)
+
+
+def test_fit_rejects_bad_data_and_leaves_model_and_optimizer_unchanged():
+    model = small_model()
+    before = weights(model)
+    trainer = mdl.Trainer(model, mdl.Adam(0.1), epochs=2, progress=False)
+    with pytest.raises(mdl.InputError, match=r"Y must hold labels in \{0, 1\}"):
+        trainer.fit(X, Y * 2)
+    with pytest.raises(mdl.InputError, match="X_val has 4 features per example, but 5 were expected"):
+        trainer.fit(X, Y, validation=(X[:, :4], Y))
+    with pytest.raises(mdl.InputTypeError, match=r"validation must be a tuple \(X_val, Y_val\)"):
+        trainer.fit(X, Y, validation=X)
+    with pytest.raises(mdl.InputError, match="patience needs validation data"):
+        mdl.Trainer(model, patience=2).fit(X, Y)
+    assert all(np.array_equal(x, y) for x, y in zip(before, weights(model)))
+    assert trainer.optimizer.t == 0 and trainer.optimizer.state == {} and trainer.step == 0
