@@ -144,9 +144,10 @@ class GradCheckReport:
         """Where the error most likely enters backprop: a list of layer indices, or None.
 
         Backprop runs from the loss towards the input, so a wrong derivative in layer j
-        spoils the gradients of every parameter before j and none after. The deepest layer
-        with a failing parameter is therefore the first suspect, along with every layer
-        between it and the next layer whose parameters pass (or the loss, at the end).
+        spoils the gradients of every parameter before j and none after. The suspects are
+        the deepest layer with a failing parameter, every layer after it up to and including
+        the next layer whose parameters pass (its own gradients can be right while the ``dX``
+        it sends back is wrong), or up to the loss when no later parameter passes.
         """
         if self.passed or self.layer_names is None:
             return None
@@ -155,7 +156,7 @@ class GradCheckReport:
             return None
         deepest = max(failing)
         later_ok = [int(g["name"].split(".")[0]) for g in self.groups if int(g["name"].split(".")[0]) > deepest]
-        stop = min(later_ok) if later_ok else len(self.layer_names)
+        stop = min(later_ok) + 1 if later_ok else len(self.layer_names)
         return list(range(deepest, stop))
 
     def _suspects_text(self):
@@ -164,8 +165,8 @@ class GradCheckReport:
             return None
         names = ", ".join(f"{i}: {self.layer_names[i]}" for i in layers)
         end = "" if layers[-1] + 1 < len(self.layer_names) else ", or the loss's gradient"
-        return (f"where to look: parameters before layer {layers[-1] + 1} fail and none after, so the error "
-                f"enters in the backward of layers [{names}]{end} (or in the gradients passed as grads=)")
+        return (f"where to look: parameters up to layer {layers[0]} fail and none after, so the error enters "
+                f"in the backward of layers [{names}]{end}, or in the gradients passed as grads=")
 
     def verdict(self, name=None):
         """The band of one parameter's difference (or the global one): ok, look again, likely bug, BUG."""

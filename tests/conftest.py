@@ -60,3 +60,17 @@ def cat_dir():
         pytest.skip("cat images not available: set MINIDL_DATA_DIR to a folder with train_catvnoncat.h5 and "
                     "test_catvnoncat.h5 (see data/README.md, or mdl.datasets.load_cat(DIR, download=True))")
     return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the mutation battery's catch rate (tests/test_mutations.py)."""
+    import sys
+    module = sys.modules.get("test_mutations")
+    results = getattr(module, "RESULTS", None)
+    if results:
+        caught = sum(results.values())
+        terminalreporter.write_line(f"mutation battery: {caught}/{len(results)} backprop bugs caught and located "
+                                    f"({caught / len(results):.0%})")
+        for name, ok in results.items():
+            if not ok:
+                terminalreporter.write_line(f"  missed: {name}")
