@@ -26,7 +26,7 @@ def xor():
 
 
 def _data_dir(data_dir):
-    if data_dir is None:
+    if data_dir is None or data_dir == "":
         data_dir = os.environ.get("MINIDL_DATA_DIR")
         if not data_dir:
             raise MissingDataFileError(f"data_dir was not given and MINIDL_DATA_DIR is not set; {_HOW_TO_GET}")

@@ -17,7 +17,7 @@ DEFAULTS = dict(layers="20,7,5", epochs=80, lr=1e-4, l2=1.0, dropout=0.0, batch_
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("MINIDL_DATA_DIR"),
+    parser.add_argument("--data-dir", default=os.environ.get("MINIDL_DATA_DIR") or None,
                         help="folder with train_catvnoncat.h5 and test_catvnoncat.h5 (default: $MINIDL_DATA_DIR)")
     parser.add_argument("--download", action="store_true", help="fetch the files into --data-dir if missing")
     parser.add_argument("--layers", default=DEFAULTS["layers"], help="hidden layer widths, comma-separated")

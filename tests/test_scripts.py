@@ -1,0 +1,100 @@
+"""Both scripts end to end, as a user runs them."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+import minidl as mdl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args, env=None):
+    environment = dict(os.environ, **(env or {}))
+    environment.pop("MINIDL_DEBUG", None)
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *args], capture_output=True,
+                          text=True, timeout=300, env=environment, cwd=ROOT)
+
+
+def test_train_xor_reaches_full_accuracy():
+    result = run("train_xor.py")
+    assert result.returncode == 0, result.stderr
+    assert "accuracy 100%" in result.stdout
+    assert "[0, 1] -> 1.000 (label 1)" in result.stdout and "[1, 1] -> 0.002 (label 0)" in result.stdout
+
+
+def test_train_xor_debug_prints_the_reports(tmp_path):
+    result = run("train_xor.py", "--debug", "--save", str(tmp_path / "xor.h5"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[debug] before training: gradcheck passed" in out
+    assert "[debug] after 100 steps: gradcheck passed" in out
+    assert "--- gradient check at step 0 ---" in out and "--- gradient check at step 100 ---" in out
+    assert out.count("PASSED") == 2 and "scipy.optimize.check_grad" in out
+    model = mdl.load(tmp_path / "xor.h5")
+    X, Y = mdl.datasets.xor()
+    assert (model.predict(X) == Y).all()
+
+
+def test_train_xor_help():
+    result = run("train_xor.py", "--help")
+    assert result.returncode == 0 and "--debug" in result.stdout and "--seed" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "-1"], "lr must be a finite number in (0, inf]; received lr=-1.0"),
+    (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
+    (["--dropout", "1.5"], "rate must be a finite number in [0, 1); received rate=1.5"),
+    (["--hidden", "0"], "n_out must be >= 1; received n_out=0"),
+])
+def test_train_xor_bad_arguments_exit_2(args, message):
+    result = run("train_xor.py", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "usage:" in result.stderr
+
+
+def test_train_cat_end_to_end_on_the_real_files(cat_dir, tmp_path):
+    result = run("train_cat.py", "--data-dir", cat_dir, "--epochs", "3", "--debug", "--gradcheck-after", "4",
+                 "--save", str(tmp_path / "cat.h5"), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[debug] before training: gradcheck passed" in out and "over 245,973 coordinates" in out
+    assert "[debug] after 4 steps: gradcheck passed" in out
+    assert "train accuracy" in out and "test accuracy" in out
+    assert mdl.load(tmp_path / "cat.h5").n_params == 245_973
+
+
+def test_train_cat_plot(cat_dir, tmp_path):
+    path = tmp_path / "curves.png"
+    result = run("train_cat.py", "--data-dir", cat_dir, "--epochs", "2", "--plot", str(path), "--no-progress")
+    if importlib.util.find_spec("matplotlib") is None:
+        assert result.returncode == 2 and "--plot needs matplotlib" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_cat_missing_data_exits_2(tmp_path):
+    result = run("train_cat.py", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "train_catvnoncat.h5 does not exist" in result.stderr and "download=True" in result.stderr
+    result = run("train_cat.py", env={"MINIDL_DATA_DIR": ""})
+    assert result.returncode == 2 and "no data folder: pass --data-dir DIR or set MINIDL_DATA_DIR" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "20,x"], "--layers must be comma-separated integers such as 20,7,5; received '20,x'"),
+    (["--layers", "20,0"], "--layers must list positive widths"),
+    (["--patience", "3"], "--patience needs --val-split"),
+    (["--l2", "-2"], "l2 must be a finite number in [0, inf]; received l2=-2.0"),
+])
+def test_train_cat_bad_arguments_exit_2(cat_dir, args, message):
+    result = run("train_cat.py", "--data-dir", cat_dir, *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_train_cat_help():
+    result = run("train_cat.py", "--help")
+    assert result.returncode == 0 and "--data-dir" in result.stdout and "--plot" in result.stdout
