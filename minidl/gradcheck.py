@@ -339,7 +339,12 @@ class _Evaluator:
         for layer in self.body:
             self.acts.append(layer.forward(self.acts[-1], frozen))
         self.patterns = [layer.kink_pattern(A) for layer, A in zip(self.body, self.acts)]
+        # Column j of an activation is row j of its transpose: contiguous to gather.
+        self.actsT = [np.ascontiguousarray(A.T) for A in self.acts]
+        self.patternsT = [None if P is None else np.ascontiguousarray(P.T) for P in self.patterns]
         losses = net.loss.losses(self.acts[-1], Y, net.logit_head)
+        self.base_losses = losses[:, 0]
+        self.rowwise_from = [all(l.rowwise for l in self.body[k:]) for k in range(len(self.body) + 1)]
         self.J = float(losses.mean()) + net.loss.penalty(net._weights(), self.m)
         if net.logit_head:
             scale = np.mean(np.abs(np.logaddexp(0, self.acts[-1])) + np.abs(Y * self.acts[-1]))
@@ -377,81 +382,99 @@ class _Evaluator:
                 params[name][...] = value
 
     # -- the downstream pass shared by every path
-    def downstream(self, start, A, B):
-        """Per-example losses ``(B, m)`` and kink flags ``(B,)`` for stacked inputs of body[start].
+    def downstream(self, start, A, B, rows=None, owner=None):
+        """Loss changes ``(B,)`` and kink flags ``(B,)`` for perturbed inputs of body[start].
 
-        ``A`` has shape ``(B * m, n)``: B perturbed copies of the batch, one after another.
+        Without ``rows``, ``A`` has shape ``(B * m, n)``: B perturbed copies of the batch, one
+        after another. With ``rows``, ``A`` holds only the examples that changed: its row i is
+        example ``rows[i]`` of perturbation ``owner[i]``; every other example keeps its loss
+        at theta exactly, so it adds nothing. The loss change of perturbation b is
+        ``sum_r (L_r(theta + delta_b) - L_r(theta))``.
         """
         m = self.m
-        kink = np.zeros(B, dtype=bool)
+        if rows is None:
+            rows, owner = np.tile(np.arange(m), B), np.repeat(np.arange(B), m)
+        kink_rows = np.zeros(len(rows), dtype=bool)
         for k in range(start, len(self.body)):
             layer = self.body[k]
-            kink |= self._kinks(k, A.reshape(B, m, -1))
+            if self.patterns[k] is not None:
+                kink_rows |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
             if layer.rowwise:
                 A = layer.forward(A, self.training)
-            else:
+            else:   # mixes examples (or a frozen dropout mask): one perturbed copy at a time
                 A = np.concatenate([layer.forward(A[b * m:(b + 1) * m], self.training) for b in range(B)])
-        Y = np.tile(self.Y, (B, 1))
-        return self.net.loss.losses(A, Y, self.net.logit_head).reshape(B, m), kink
-
-    def _kinks(self, k, A3):
-        """Which of the stacked inputs ``(B, m, n)`` of body[k] lie on another piece than at theta."""
-        if self.patterns[k] is None:
-            return np.zeros(A3.shape[0], dtype=bool)
-        pattern = self.body[k].kink_pattern(A3)
-        return (pattern != self.patterns[k]).reshape(A3.shape[0], -1).any(axis=1)
+        change = self.net.loss.losses(A, self.Y[rows], self.net.logit_head)[:, 0] - self.base_losses[rows]
+        return (np.bincount(owner, weights=change, minlength=B),
+                np.bincount(owner, weights=kink_rows, minlength=B) > 0)
 
     # -- Dense: one column of Z moves
     def dense_column(self, k, cols, dcol):
-        """Losses and kinks when column ``cols[b]`` of body[k]'s output moves by ``dcol[b]`` ``(B, m)``."""
+        """Loss changes and kinks when column ``cols[b]`` of body[k]'s output moves by ``dcol[b]``.
+
+        ``dcol`` has shape ``(B, m)``; ``cols`` is an int array ``(B,)`` or one int for all.
+        """
         B, m = dcol.shape
-        base = self.acts[k + 1][:, cols].T         # (B, m)
+        one = np.ndim(cols) == 0
+        pick = (lambda T: T[cols][None]) if one else (lambda T: T[cols])    # (1 or B, m)
+        base = pick(self.actsT[k + 1])
         col = base + dcol
         kink = np.zeros(B, dtype=bool)
         k2 = k + 1
         while k2 < len(self.body) and self.body[k2].elementwise:
             layer = self.body[k2]
             if self.patterns[k2] is not None:
-                before = self.patterns[k2][:, cols].T
-                kink |= (layer.kink_pattern(col) != before).any(axis=1)
+                kink |= (layer.kink_pattern(col) != pick(self.patternsT[k2])).any(axis=1)
             col = layer.forward(col, self.training)
-            base = self.acts[k2 + 1][:, cols].T
+            base = pick(self.actsT[k2 + 1])
             k2 += 1
         if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
             W2 = self.body[k2].params["W"]
+            d = col - base
             # (A + d e_j^T) @ W2 + b2 = Z2 + d (outer) W2[j, :]
-            Z2 = self.acts[k2 + 1][None] + (col - base)[:, :, None] * W2[cols][:, None, :]
-            start, A = k2 + 1, Z2.reshape(B * m, -1)
+            if self.rowwise_from[k2 + 1] and one:
+                # Only examples where d != 0 change (a ReLU that stays off, a zero pixel: no change).
+                rows = np.flatnonzero((d != 0).any(axis=0))
+                Z2 = self.acts[k2 + 1][rows][None] + d[:, rows, None] * W2[cols]
+                return self._finish(kink, k2 + 1, Z2.reshape(-1, W2.shape[1]), B, np.tile(rows, B),
+                                    np.repeat(np.arange(B), rows.size))
+            if self.rowwise_from[k2 + 1]:
+                owner, rows = np.nonzero(d)
+                Z2 = self.acts[k2 + 1][rows] + d[owner, rows][:, None] * W2[cols[owner]]
+                return self._finish(kink, k2 + 1, Z2, B, rows, owner)
+            W2rows = W2[cols][None] if one else W2[cols][:, None, :]
+            start, A = k2 + 1, (self.acts[k2 + 1][None] + d[:, :, None] * W2rows).reshape(B * m, -1)
         else:
             A = np.repeat(self.acts[k2][None], B, axis=0)
             A[np.arange(B), :, cols] = col
             start, A = k2, A.reshape(B * m, -1)
-        losses, kink2 = self.downstream(start, A, B)
-        return losses, kink | kink2
+        return self._finish(kink, start, A, B)
+
+    def _finish(self, kink, start, A, B, rows=None, owner=None):
+        delta, more = self.downstream(start, A, B, rows, owner)
+        return delta, kink | more
 
     def generic(self, k, layer, array, flat, sign_eps):
-        """Losses and kinks with ``array.flat[flat[b]] += sign_eps``, one forward of body[k] each."""
+        """Loss changes and kinks with ``array.flat[flat[b]] += sign_eps``, one forward of body[k] each."""
         outs = []
         for f in flat:
             old = array.flat[f]
             array.flat[f] = old + sign_eps
             outs.append(layer.forward(self.acts[k], self.training))
             array.flat[f] = old
-        B = len(flat)
-        return self.downstream(k + 1, np.concatenate(outs), B)
+        return self.downstream(k + 1, np.concatenate(outs), len(flat))
 
     def loop(self, array, flat, sign_eps):
-        """Losses, penalty and kinks by the plain recipe: one whole forward per coordinate."""
-        losses, penalties, kink = [], [], []
+        """Loss changes, penalties and kinks by the plain recipe: one whole forward per coordinate."""
+        deltas, penalties, kinks = [], [], []
         for f in flat:
             old = array.flat[f]
             array.flat[f] = old + sign_eps
-            l, kk = self.downstream(0, self.X, 1)
-            losses.append(l[0])
+            delta, kink = self.downstream(0, self.X, 1)
+            deltas.append(delta[0])
             penalties.append(self.net.loss.penalty(self.net._weights(), self.m))
-            kink.append(kk[0])
+            kinks.append(kink[0])
             array.flat[f] = old
-        return np.array(losses), np.array(penalties), np.array(kink)
+        return np.array(deltas), np.array(penalties), np.array(kinks)
 
 
 def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all", k=10, seed=0,
@@ -526,8 +549,13 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     for name, k_body, layer, pname, array, flat in plan:
         numeric = np.empty(flat.size)
         kink = np.zeros(flat.size, dtype=bool)
+        # Dense's W goes column by column: the perturbations of one column j share everything
+        # downstream but the moved values, so they need no gathering.
+        by_column = method == "fast" and pname == "W" and _is_plain_dense(layer)
+        order = np.argsort(flat % array.shape[-1], kind="stable") if by_column else np.arange(flat.size)
         for start in range(0, flat.size, chunk_size):
-            chunk = flat[start:start + chunk_size]
+            where = order[start:start + chunk_size]
+            chunk = flat[where]
             if method == "loop":
                 (lp, pp, kp), (lm, pm, km) = [ev.loop(array, chunk, s * epsilon) for s in (1, -1)]
                 penalty = pp - pm
@@ -537,8 +565,8 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                 w = array.flat[chunk]
                 penalty = (l2 / (2 * m) * ((w + epsilon) ** 2 - (w - epsilon) ** 2)
                            if pname in layer.regularized else 0.0)
-            numeric[start:start + chunk.size] = ((lp - lm).sum(axis=1) / m + penalty) / (2 * epsilon)
-            kink[start:start + chunk.size] = kp | km
+            numeric[where] = ((lp - lm) / m + penalty) / (2 * epsilon)
+            kink[where] = kp | km
             bar.update(chunk.size)
         groups.append(_make_group(name, array.shape, flat, np.asarray(analytic[name], dtype=np.float64).ravel()[flat],
                                   numeric, kink))
@@ -555,17 +583,20 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
 
 
 def _perturbed(ev, k, layer, pname, array, flat, sign_eps):
-    """Per-example losses ``(B, m)`` and kinks ``(B,)`` with each coordinate in ``flat`` moved."""
-    if _is_plain_dense(layer):
-        n_out = array.shape[-1]
-        cols = flat % n_out
-        if pname == "W":
-            rows = flat // n_out
-            dcol = sign_eps * ev.acts[k][:, rows].T                     # (B, m)
-        else:
-            dcol = np.full((flat.size, ev.m), sign_eps)
-        return ev.dense_column(k, cols, dcol)
-    return ev.generic(k, layer, array, flat, sign_eps)
+    """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate in ``flat`` moved."""
+    if not _is_plain_dense(layer):
+        return ev.generic(k, layer, array, flat, sign_eps)
+    n_out = array.shape[-1]
+    cols = flat % n_out
+    if pname == "b":
+        return ev.dense_column(k, cols, np.full((flat.size, ev.m), sign_eps))
+    # W[i, j] moves column j of Z by sign_eps * A_prev[:, i]; runs of one column j share it all.
+    dcol = sign_eps * ev.actsT[k][flat // n_out]                      # (B, m)
+    delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
+    bounds = np.flatnonzero(np.diff(cols)) + 1
+    for run in np.split(np.arange(flat.size), bounds):
+        delta[run], kink[run] = ev.dense_column(k, int(cols[run[0]]), dcol[run])
+    return delta, kink
 
 
 def _check_grads(grads, model):

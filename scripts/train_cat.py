@@ -11,7 +11,7 @@ import numpy as np
 
 import minidl as mdl
 
-DEFAULTS = dict(layers="20,7,5", epochs=80, lr=1e-4, l2=1.0, dropout=0.0, batch_size=64, seed=0)
+DEFAULTS = dict(layers="20,7,5", epochs=40, lr=1e-3, l2=1.0, dropout=0.0, batch_size=64, seed=0)
 
 
 def build_parser():
