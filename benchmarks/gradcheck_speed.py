@@ -275,14 +275,21 @@ def _time(fn):
 
 
 def scaling(repeats):
-    print("\nscaling of the full check (m = 8 examples unless stated):")
-    print(f"  {'network':<22} {'m':>4} {'P':>11} {'seconds':>9} {'us/coord':>9} {'peak mem':>11}")
+    print("\nscaling of the full check (m = 8 examples unless stated); memory = results kept per parameter "
+          "(analytic, numeric, index, tolerance, ...) + a working set bounded by the chunk size:")
+    print(f"  {'network':<20} {'m':>4} {'P':>11} {'seconds':>9} {'us/coord':>9} {'peak mem':>11} {'bytes/param':>12}")
     for hidden, m in [(5, 8), (20, 8), (80, 8), (320, 8), (20, 1), (20, 64)]:
         model = cat_network(hidden)
         X, Y, _ = examples(m)
         t, peak, _ = timed(lambda: model.gradcheck(X, Y, scipy_check=False), max(1, repeats - 1))
-        print(f"  12288-{hidden}-7-5-1{'':<{9 - len(str(hidden))}} {m:>4} {model.n_params:>11,} {t:>9.3f} "
-              f"{t / model.n_params * 1e6:>9.2f} {fmt_bytes(peak)}")
+        print(f"  12288-{hidden}-7-5-1{'':<{7 - len(str(hidden))}} {m:>4} {model.n_params:>11,} {t:>9.3f} "
+              f"{t / model.n_params * 1e6:>9.2f} {fmt_bytes(peak)} {peak / model.n_params:>12.0f}")
+    print("\nworking set against the chunk size (12288-20-7-5-1, m = 8): the peak moves with the chunk, not with P")
+    model = cat_network(20)
+    X, Y, _ = examples(8)
+    for chunk in (500, 5000, 50000):
+        t, peak, _ = timed(lambda: model.gradcheck(X, Y, scipy_check=False, chunk_size=chunk), 1)
+        print(f"  chunk_size {chunk:>6,}: {t:.3f} s, peak {fmt_bytes(peak)}")
 
 
 if __name__ == "__main__":

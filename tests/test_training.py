@@ -161,3 +161,28 @@ def test_fit_rejects_bad_data_and_leaves_model_and_optimizer_unchanged():
         mdl.Trainer(model, patience=2).fit(X, Y)
     assert all(np.array_equal(x, y) for x, y in zip(before, weights(model)))
     assert trainer.optimizer.t == 0 and trainer.optimizer.state == {} and trainer.step == 0
+
+
+FRESH = """
+import hashlib, numpy as np, minidl as mdl
+rng = np.random.default_rng(3)
+X = rng.standard_normal((40, 5)); Y = (X[:, :1] * X[:, 1:2] > 0).astype(float)
+model = mdl.Sequential([mdl.Dense(5, 6), mdl.ReLU(), mdl.Dropout(0.3), mdl.Dense(6, 1), mdl.Sigmoid()],
+                       loss=mdl.BinaryCrossEntropy(0.1), seed=8)
+mdl.Trainer(model, mdl.Adam(0.01), epochs=4, batch_size=8, seed=2, progress=False).fit(X, Y)
+print(hashlib.sha256(b"".join(v.tobytes() for _, v in model.named_parameters())).hexdigest())
+"""
+
+
+def test_training_is_bitwise_reproducible_in_a_fresh_process():
+    import subprocess
+    import sys
+    digests = {subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, check=True).stdout
+               for _ in range(2)}
+    namespace = {}
+    import contextlib
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        exec(FRESH, namespace)
+    assert digests == {buffer.getvalue()}
+    assert len(buffer.getvalue().strip()) == 64
