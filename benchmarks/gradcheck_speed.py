@@ -256,16 +256,35 @@ def minimum_flops(model, m):
 
 def physical_limit(model, X, t_full):
     flops = minimum_flops(model, X.shape[0])
-    # One large matmul of the same flop count, square-ish, on this machine: the BLAS throughput ceiling.
+    # (a) One large matmul of the same flop count, square-ish: the BLAS throughput ceiling of this machine.
     side = int(round((flops / 2) ** (1 / 3)))
     A, B = np.random.default_rng(0).random((side, side)), np.random.default_rng(1).random((side, side))
     A @ B
-    t_matmul = statistics.median([_time(lambda: A @ B) for _ in range(5)])
-    gflops = 2 * side ** 3 / t_matmul / 1e9
+    t_square = statistics.median([_time(lambda: A @ B) for _ in range(5)])
+    gflops = 2 * side ** 3 / t_square / 1e9
     bound = flops / (gflops * 1e9)
-    print(f"\nphysical limit: the check needs at least {flops / 1e9:.2f} GFLOP; a NumPy matmul of that size "
-          f"({side}x{side} @ {side}x{side}) runs at {gflops:.1f} GFLOP/s here, so no check can take less than "
-          f"{bound * 1e3:.1f} ms; minidl takes {t_full * 1e3:.0f} ms = {t_full / bound:.1f}x that bound")
+    # (b) Only the matrix products the check cannot avoid, with the shapes they have: every perturbation of
+    # the first layer's W through the later Dense layers (rank-one update, then 7x5, then 5x1), m rows each.
+    widths = dense_widths(model)
+    rows = 2 * widths[0][0] * widths[0][1] * X.shape[0]
+    chunk = 400_000
+    rng = np.random.default_rng(2)
+    mats = [rng.random((n_in, n_out)) for n_in, n_out in widths[2:]]
+    H = rng.random((chunk, widths[1][1]))
+
+    def products():
+        for _ in range(rows // chunk):
+            A = H
+            for W in mats:
+                A = A @ W
+    products()
+    t_products = statistics.median([_time(products) for _ in range(3)])
+    print(f"\nphysical limit: the exact check needs at least {flops / 1e9:.2f} GFLOP (two perturbations per "
+          f"coordinate through the layers after it, m rows each).")
+    print(f"  (a) at the speed of one large NumPy matmul ({side}x{side}, {gflops:.1f} GFLOP/s here): "
+          f"{bound * 1e3:.1f} ms; minidl's {t_full * 1e3:.0f} ms is {t_full / bound:.1f}x that")
+    print(f"  (b) the tall, skinny matrix products of the later layers alone, as NumPy runs them: "
+          f"{t_products * 1e3:.0f} ms; minidl's full check is {t_full / t_products:.1f}x that")
 
 
 def _time(fn):

@@ -1,7 +1,6 @@
 """Small data sets: XOR, and the cat / non-cat images of the classic course exercise."""
 import hashlib
 import os
-import tempfile
 import urllib.request
 
 import numpy as np
@@ -126,17 +125,9 @@ def _sha256(path):
 
 
 def _atomic_write(path, payload):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .io import atomic_path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(payload)
 
 
 def train_val_split(X, Y, val_fraction=0.2, seed=0):

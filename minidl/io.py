@@ -4,6 +4,7 @@ Nothing is pickled. Writes go to a temporary file in the same folder, then ``os.
 so a crash never leaves a half-written checkpoint. A SHA-256 of the content is stored and
 verified on load, so a flipped bit is an error, not silently wrong weights.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,24 @@ def _path(path, name="path"):
     if not isinstance(path, (str, os.PathLike)):
         raise InputTypeError(f"{name} must be a file path (str or os.PathLike); received {type(path).__name__}")
     return os.fspath(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; when the block succeeds, fsync it and rename it over
+    ``path``. On any failure the temporary file is removed and ``path`` is left as it was."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _checksum(attrs, arrays):
@@ -73,21 +92,11 @@ def save(model, path, optimizer=None, trainer_state=None):
     attrs["checksum"] = _checksum(attrs, arrays)
 
     import h5py
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            for key, value in arrays.items():
-                f.create_dataset(key, data=value)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value)
 
 
 def _read(path):
