@@ -43,7 +43,7 @@ import scipy.optimize
 from tqdm.auto import tqdm
 
 from .errors import InputError, InputTypeError
-from .layers import Dense, Dropout, Layer
+from .layers import Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
 from .model import Sequential
 from .validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 
@@ -342,6 +342,8 @@ class _Evaluator:
         # Column j of an activation is row j of its transpose: contiguous to gather.
         self.actsT = [np.ascontiguousarray(A.T) for A in self.acts]
         self.patternsT = [None if P is None else np.ascontiguousarray(P.T) for P in self.patterns]
+        # Per example, how close a layer's input comes to 0 (where ReLU's kink is).
+        self.margins = [np.abs(A).min(axis=1, initial=np.inf) for A in self.acts]
         losses = net.loss.losses(self.acts[-1], Y, net.logit_head)
         self.base_losses = losses[:, 0]
         self.rowwise_from = [all(l.rowwise for l in self.body[k:]) for k in range(len(self.body) + 1)]
@@ -382,30 +384,46 @@ class _Evaluator:
                 params[name][...] = value
 
     # -- the downstream pass shared by every path
-    def downstream(self, start, A, B, rows=None, owner=None):
+    def downstream(self, start, A, B, rows=None, bound=None):
         """Loss changes ``(B,)`` and kink flags ``(B,)`` for perturbed inputs of body[start].
 
-        Without ``rows``, ``A`` has shape ``(B * m, n)``: B perturbed copies of the batch, one
-        after another. With ``rows``, ``A`` holds only the examples that changed: its row i is
-        example ``rows[i]`` of perturbation ``owner[i]``; every other example keeps its loss
-        at theta exactly, so it adds nothing. The loss change of perturbation b is
+        ``A`` has shape ``(B * n, width)``: for each of B perturbations, the ``n`` examples
+        ``rows`` (default: all m), one block after another. Examples left out keep their loss at
+        theta exactly and add nothing. The loss change of perturbation b is
         ``sum_r (L_r(theta + delta_b) - L_r(theta))``.
+
+        ``bound``, when given, bounds how far any entry of ``A`` is from its value at theta. It
+        is carried through the layers (Lipschitz constants), and a ReLU whose inputs all sit
+        farther than twice the bound from 0 cannot have crossed its kink: its check is skipped.
         """
         m = self.m
-        if rows is None:
-            rows, owner = np.tile(np.arange(m), B), np.repeat(np.arange(B), m)
-        kink_rows = np.zeros(len(rows), dtype=bool)
+        rows = np.arange(m) if rows is None else rows
+        n = rows.size
+        kink = np.zeros((B, n), dtype=bool)
         for k in range(start, len(self.body)):
             layer = self.body[k]
-            if self.patterns[k] is not None:
-                kink_rows |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
+            if self.patterns[k] is not None and not (bound is not None and type(layer) is ReLU
+                                                     and 2 * bound < self.margins[k][rows].min(initial=np.inf)):
+                kink |= (layer.kink_pattern(A).reshape(B, n, A.shape[1]) != self.patterns[k][rows]).any(axis=2)
             if layer.rowwise:
                 A = layer.forward(A, self.training)
             else:   # mixes examples (or a frozen dropout mask): one perturbed copy at a time
                 A = np.concatenate([layer.forward(A[b * m:(b + 1) * m], self.training) for b in range(B)])
-        change = self.net.loss.losses(A, self.Y[rows], self.net.logit_head)[:, 0] - self.base_losses[rows]
-        return (np.bincount(owner, weights=change, minlength=B),
-                np.bincount(owner, weights=kink_rows, minlength=B) > 0)
+            bound = self._carry(layer, bound)
+        losses = self.net.loss.losses(A.reshape(B, n), self.Y[rows, 0], self.net.logit_head)
+        return (losses - self.base_losses[rows]).sum(axis=1), kink.any(axis=1)
+
+    def _carry(self, layer, bound):
+        """A bound on the change of ``layer``'s output from a bound on its input's, or None."""
+        if bound is None:
+            return None
+        if type(layer) in (ReLU, Tanh) or (type(layer) is Dropout and not self.training):
+            return bound
+        if type(layer) is Sigmoid:
+            return bound / 4
+        if _is_plain_dense(layer):
+            return bound * float(np.abs(layer.params["W"]).sum(axis=0).max(initial=0.0))
+        return None
 
     # -- Dense: one column of Z moves
     def dense_column(self, k, cols, dcol):
@@ -434,13 +452,12 @@ class _Evaluator:
             if self.rowwise_from[k2 + 1] and one:
                 # Only examples where d != 0 change (a ReLU that stays off, a zero pixel: no change).
                 rows = np.flatnonzero((d != 0).any(axis=0))
-                Z2 = self.acts[k2 + 1][rows][None] + d[:, rows, None] * W2[cols]
-                return self._finish(kink, k2 + 1, Z2.reshape(-1, W2.shape[1]), B, np.tile(rows, B),
-                                    np.repeat(np.arange(B), rows.size))
-            if self.rowwise_from[k2 + 1]:
-                owner, rows = np.nonzero(d)
-                Z2 = self.acts[k2 + 1][rows] + d[owner, rows][:, None] * W2[cols[owner]]
-                return self._finish(kink, k2 + 1, Z2, B, rows, owner)
+                if rows.size < m:
+                    d = d[:, rows]
+                Z2 = np.multiply(d[:, :, None], W2[cols])
+                Z2 += self.acts[k2 + 1][rows]
+                bound = float(np.abs(d).max(initial=0.0) * np.abs(W2[cols]).max(initial=0.0))
+                return self._finish(kink, k2 + 1, Z2.reshape(-1, W2.shape[1]), B, rows, bound)
             W2rows = W2[cols][None] if one else W2[cols][:, None, :]
             start, A = k2 + 1, (self.acts[k2 + 1][None] + d[:, :, None] * W2rows).reshape(B * m, -1)
         else:
@@ -449,8 +466,8 @@ class _Evaluator:
             start, A = k2, A.reshape(B * m, -1)
         return self._finish(kink, start, A, B)
 
-    def _finish(self, kink, start, A, B, rows=None, owner=None):
-        delta, more = self.downstream(start, A, B, rows, owner)
+    def _finish(self, kink, start, A, B, rows=None, bound=None):
+        delta, more = self.downstream(start, A, B, rows, bound)
         return delta, kink | more
 
     def generic(self, k, layer, array, flat, sign_eps):

@@ -147,7 +147,9 @@ class Dense(Layer):
 
     def forward(self, X, training=False):
         self.X = X
-        return X @ self.params["W"] + self.params["b"]
+        Z = X @ self.params["W"]
+        Z += self.params["b"]
+        return Z
 
     def backward(self, dZ):
         self.grads["W"] = self.X.T @ dZ      # dW = X^T dZ   (n_in, n_out)

@@ -11,7 +11,7 @@ import numpy as np
 
 import minidl as mdl
 
-DEFAULTS = dict(layers="20,7,5", epochs=40, lr=1e-3, l2=1.0, dropout=0.0, batch_size=64, seed=0)
+DEFAULTS = dict(layers="20,7,5", epochs=100, lr=1e-3, l2=0.3, dropout=0.0, batch_size=32, seed=0)
 
 
 def build_parser():
@@ -28,6 +28,8 @@ def build_parser():
                         help="dropout rate after the first hidden layer")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="mini-batch size")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the model and the trainer")
+    parser.add_argument("--no-center", action="store_true",
+                        help="train on raw pixels instead of pixels minus the training set's mean image")
     parser.add_argument("--float32", action="store_true", help="train in float32 (the checks still run in float64)")
     parser.add_argument("--val-split", type=float, default=0.0,
                         help="fraction of the training set held out for validation (0: none)")
@@ -114,11 +116,18 @@ def main(argv=None):
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     print(model)
+    # Centering (pixels minus the training set's mean image) keeps the ReLUs of the first layer from all
+    # switching on or off together; it is folded into the first bias after training, so the model that is
+    # evaluated and saved takes raw pixels: (X - mu) @ W + b = X @ W + (b - mu @ W).
+    mu = np.zeros(X_train.shape[1]) if args.no_center else X_train.mean(axis=0)
     try:
-        history = trainer.fit(X_train, Y_train, validation=validation)
+        history = trainer.fit(X_train - mu, Y_train,
+                              validation=None if validation is None else (validation[0] - mu, validation[1]))
     except mdl.GradientCheckError as exc:
         print(exc, file=sys.stderr)
         return 1
+    first = model.layers[0].params
+    first["b"] -= (mu @ first["W"]).astype(first["b"].dtype)
     train_accuracy = float(np.mean(model.predict(X_train) == Y_train))
     test_accuracy = float(np.mean(model.predict(X_test) == Y_test))
     print(f"epochs {len(history['cost'])}  cost {history['cost'][-1]:.4f}  "
