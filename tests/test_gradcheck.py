@@ -418,3 +418,16 @@ def test_gradcheck_rejects_grads_of_wrong_shape_or_with_nan():
     grads["0.b"][0] = np.nan
     with pytest.raises(mdl.InputError, match=r"grads\['0.b'\] must be finite"):
         model.gradcheck(X8, Y8, grads=grads)
+
+
+def test_kinks_in_a_deeper_relu_are_found_by_both_paths():
+    model = mdl.Sequential([mdl.Dense(5, 6), mdl.ReLU(), mdl.Dense(6, 4), mdl.ReLU(), mdl.Dense(4, 1), mdl.Sigmoid()],
+                           seed=3)
+    A1 = np.maximum(X8 @ model.layers[0].params["W"] + model.layers[0].params["b"], 0)
+    Z2 = A1 @ model.layers[2].params["W"]
+    model.layers[2].params["b"][1] = -Z2[0, 1] + 3e-9      # example 0's unit 1 of the second ReLU: 3e-9 above 0
+    fast = model.gradcheck(X8, Y8, scipy_check=False)
+    loop = model.gradcheck(X8, Y8, method="loop", scipy_check=False)
+    assert fast.kinks == loop.kinks
+    assert any(name == "0.W" for name, _ in fast.kinks) and ("2.b", (1,)) in fast.kinks
+    assert fast.passed and loop.passed
