@@ -96,10 +96,14 @@ class Adam(Optimizer):
         m *= self.beta1
         m += (1 - self.beta1) * grad
         v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
-        m_hat = m / (1 - self.beta1 ** self.t)
-        v_hat = v / (1 - self.beta2 ** self.t)
-        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        v += (1 - self.beta2) * np.square(grad)
+        # lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into scalars
+        denominator = np.sqrt(v)
+        denominator *= 1 / np.sqrt(1 - self.beta2 ** self.t)
+        denominator += self.eps
+        step = np.divide(m, denominator, out=denominator)
+        step *= self.lr / (1 - self.beta1 ** self.t)
+        return step
 
     def get_config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
