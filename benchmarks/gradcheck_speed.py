@@ -163,7 +163,7 @@ def main():
     print(f"\n  {'method':<34} {'what it checks':<28} {'seconds':>12} {'vs minidl':>10} {'peak mem':>11}")
     row("minidl gradcheck (fast path)", f"every coordinate ({P:,})", t_full, t_full, peak_full,
         f"median of {repeats}")
-    row("seed-course loop", f"every coordinate (extrap.)", t_loop_each * P, t_full, peak_loop,
+    row("seed-course loop", "every coordinate (extrap.)", t_loop_each * P, t_full, peak_loop,
         f"{t_loop_each * 1e3:.2f} ms/coord on {len(coords)}")
 
     J, theta, ev = flat_cost(model, X, Y)

@@ -346,7 +346,7 @@ class _Evaluator:
         self.margins = [np.abs(A).min(axis=1, initial=np.inf) for A in self.acts]
         losses = net.loss.losses(self.acts[-1], Y, net.logit_head)
         self.base_losses = losses[:, 0]
-        self.rowwise_from = [all(l.rowwise for l in self.body[k:]) for k in range(len(self.body) + 1)]
+        self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
         self.J = float(losses.mean()) + net.loss.penalty(net._weights(), self.m)
         if net.logit_head:
             scale = np.mean(np.abs(np.logaddexp(0, self.acts[-1])) + np.abs(Y * self.acts[-1]))
@@ -596,7 +596,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         scipy_value, scipy_info = _scipy_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed)
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     return GradCheckReport(groups, epsilon, _noise_atol(ev.scale, epsilon), scipy=scipy_value,
-                           scipy_info=scipy_info, title=title, layer_names=[repr(l) for l in model.layers])
+                           scipy_info=scipy_info, title=title, layer_names=[repr(layer) for layer in model.layers])
 
 
 def _perturbed(ev, k, layer, pname, array, flat, sign_eps):

@@ -80,7 +80,7 @@ def save(model, path, optimizer=None, trainer_state=None):
     if not os.path.isdir(folder):
         raise CheckpointError(f"cannot save to {path}: the folder {folder} does not exist")
     attrs = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.get_config()),
-             "rng": json.dumps([l.rng.bit_generator.state for l in model.layers if isinstance(l, Dropout)])}
+             "rng": json.dumps([layer.rng.bit_generator.state for layer in _dropouts(model)])}
     arrays = {f"params/{name}": value for name, value in model.named_parameters()}
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -155,7 +155,7 @@ def load_checkpoint(path, custom_layers=None):
         model = _build_model(json.loads(attrs["config"]), custom_layers, path)
         _copy_params(model, arrays, path)
         states = json.loads(attrs["rng"])
-        for layer, state in zip([l for l in model.layers if isinstance(l, Dropout)], states):
+        for layer, state in zip(_dropouts(model), states):
             layer.rng.bit_generator.state = state
         optimizer = None
         if "optimizer" in attrs:
@@ -188,6 +188,14 @@ def _copy_params(model, arrays, path):
         value[...] = arrays[key]
 
 
+def _describe(config):
+    return ", ".join(f"{spec['class']}({', '.join(map(str, spec['config'].values()))})" for spec in config["layers"])
+
+
+def _dropouts(model):
+    return [layer for layer in model.layers if isinstance(layer, Dropout)]
+
+
 def load_weights(model, path):
     """Copy the parameters saved at ``path`` into ``model``, which must have the same architecture."""
     path = _path(path)
@@ -195,10 +203,8 @@ def load_weights(model, path):
     saved = json.loads(attrs["config"])
     mine = model.get_config()
     if saved["layers"] != mine["layers"]:
-        describe = lambda c: ", ".join(f"{l['class']}({', '.join(map(str, l['config'].values()))})"
-                                       for l in c["layers"])
-        raise CheckpointError(f"{path} was saved from another architecture: it holds [{describe(saved)}], "
-                              f"the model is [{describe(mine)}]")
+        raise CheckpointError(f"{path} was saved from another architecture: it holds [{_describe(saved)}], "
+                              f"the model is [{_describe(mine)}]")
     staged = {name: value.copy() for name, value in model.named_parameters()}
     for name in staged:
         staged[name][...] = arrays[f"params/{name}"]

@@ -83,7 +83,7 @@ class Sequential:
             width = widths[-1]
         if width is None:
             raise InputError("layers must include a Dense layer to fix the number of input features")
-        n_features = next(l.n_in for l in self.layers if isinstance(l, Dense))
+        n_features = next(layer.n_in for layer in self.layers if isinstance(layer, Dense))
         if widths[-1] != 1:
             raise InputError(f"the last layer must output width 1 (one probability per example); "
                              f"received width {widths[-1]}")
@@ -211,7 +211,8 @@ class Sequential:
 
     def get_config(self):
         """The architecture as plain data (used by save/load)."""
-        return {"layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+        return {"layers": [{"class": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers],
                 "loss": self.loss.get_config(), "seed": self.seed, "dtype": self.dtype.name}
 
     # ------------------------------------------------------------------ printing

@@ -6,7 +6,6 @@
 import argparse
 import sys
 
-import numpy as np
 
 import minidl as mdl
 

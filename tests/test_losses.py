@@ -24,7 +24,6 @@ def test_cost_hand_computed_with_l2():
     # + l2 / (2m) * W^2 = 0.5 / 4 * 4 = 0.5; the bias is not regularized
     model = one_weight_model(0.5)
     model.layers[0].params["b"][...] = 3.0
-    z = np.array([5.0, 1.0])
     expected = np.mean([np.log1p(np.exp(-5.0)), np.log1p(np.exp(1.0))]) + 0.5
     assert model.cost(X, Y) == pytest.approx(expected, rel=1e-14)
 

@@ -1,6 +1,5 @@
 """Property-based tests: hypothesis searches for architectures and inputs that break a promise."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
