@@ -84,6 +84,7 @@ class Sequential:
         if width is None:
             raise InputError("layers must include a Dense layer to fix the number of input features")
         n_features = next(layer.n_in for layer in self.layers if isinstance(layer, Dense))
+        widths = [n_features if w is None else w for w in widths]     # shape-preserving layers before it
         if widths[-1] != 1:
             raise InputError(f"the last layer must output width 1 (one probability per example); "
                              f"received width {widths[-1]}")

@@ -156,3 +156,8 @@ def test_bad_Y_is_rejected_and_model_unchanged(data, Y, message):
         with pytest.raises(mdl.InputError, match=message):
             call()
     assert_unchanged(model, snap)
+
+
+def test_layers_before_the_first_dense_take_its_input_width():
+    model = mdl.Sequential([mdl.Dropout(0.2), mdl.Dense(3, 2), mdl.ReLU(), mdl.Dense(2, 1), mdl.Sigmoid()])
+    assert model.widths == [3, 2, 2, 1, 1] and "(m, None)" not in str(model)
