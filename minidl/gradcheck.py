@@ -347,7 +347,6 @@ class _Evaluator:
         losses = net.loss.losses(self.acts[-1], Y, net.logit_head)
         self.base_losses = losses[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
-        self.J = float(losses.mean()) + net.loss.penalty(net._weights(), self.m)
         if net.logit_head:
             scale = np.mean(np.abs(np.logaddexp(0, self.acts[-1])) + np.abs(Y * self.acts[-1]))
         else:
@@ -376,9 +375,7 @@ class _Evaluator:
             array[...] = theta[offset:offset + array.size].reshape(array.shape)
             offset += array.size
         try:
-            out = self.net._run(self.X, self.body, self.training)
-            losses = self.net.loss.losses(out, self.Y, self.net.logit_head)
-            return float(losses.mean()) + self.net.loss.penalty(self.net._weights(), self.m)
+            return self.net._cost(self.X, self.Y, self.training)
         finally:
             for name, value in saved.items():
                 params[name][...] = value
