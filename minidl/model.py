@@ -143,9 +143,15 @@ class Sequential:
         return [layer.params[name] for layer in self.layers for name in layer.regularized]
 
     def _cost(self, X, Y, training=False):
+        return self._evaluate(X, Y, training)[0]
+
+    def _evaluate(self, X, Y, training=False):
+        """Cost J and accuracy from one forward pass."""
         out = self._run(X, self.body, training)
         data = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
-        return data + self.loss.penalty(self._weights(), X.shape[0])
+        A = self.layers[-1].forward(out, training) if self.logit_head else out
+        accuracy = float(np.mean((A >= 0.5) == (Y == 1)))
+        return data + self.loss.penalty(self._weights(), X.shape[0]), accuracy
 
     def cost(self, X, Y):
         """Total cost ``J`` (cross-entropy plus the L2 term), dropout off, as a float."""

@@ -145,8 +145,7 @@ class Trainer:
         return self.history
 
     def _record(self, X, Y, prefix):
-        cost = self.model._cost(X, Y)
-        accuracy = float(np.mean((self.model._run(X, self.model.layers, False) >= 0.5) == (Y == 1)))
+        cost, accuracy = self.model._evaluate(X, Y)
         self.history[prefix + "cost"].append(cost)
         self.history[prefix + "accuracy"].append(accuracy)
 
