@@ -79,6 +79,8 @@ def save(model, path, optimizer=None, trainer_state=None):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CheckpointError(f"cannot save to {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(f"cannot save to {path}: it is a folder; give a file name such as model.h5")
     attrs = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.get_config()),
              "rng": json.dumps([layer.rng.bit_generator.state for layer in _dropouts(model)])}
     arrays = {f"params/{name}": value for name, value in model.named_parameters()}

@@ -235,3 +235,9 @@ def test_cat_data_file_is_not_a_checkpoint(cat_dir):
 def test_save_rejects_bad_paths(path, error, message):
     with pytest.raises(error, match=message):
         small_model().save(path)
+
+
+def test_save_to_a_folder_is_rejected(tmp_path):
+    with pytest.raises(mdl.CheckpointError, match="it is a folder; give a file name such as model.h5"):
+        small_model().save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
