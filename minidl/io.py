@@ -57,7 +57,7 @@ def _checksum(attrs, arrays):
     return digest.hexdigest()
 
 
-def save(model, path, optimizer=None, trainer_state=None):
+def save(model, path, optimizer=None, trainer_state=None, trainer_arrays=None):
     """Write ``model`` (and optionally an optimizer's state and a trainer's state) to ``path``.
 
     Parameters
@@ -69,6 +69,8 @@ def save(model, path, optimizer=None, trainer_state=None):
         Its configuration, step count and moment arrays are stored so training can resume.
     trainer_state : dict, optional
         Plain data (JSON-serializable) from :class:`minidl.Trainer`.
+    trainer_arrays : dict, optional
+        Arrays of the trainer (the best weights kept for early stopping).
     """
     from .model import Sequential
     if not isinstance(model, Sequential):
@@ -91,6 +93,7 @@ def save(model, path, optimizer=None, trainer_state=None):
         arrays.update({f"optimizer/{k}": v for k, v in state["arrays"].items()})
     if trainer_state is not None:
         attrs["trainer"] = json.dumps(trainer_state)
+    arrays.update({f"trainer/{k}": v for k, v in (trainer_arrays or {}).items()})
     attrs["checksum"] = _checksum(attrs, arrays)
 
     import h5py
@@ -144,7 +147,8 @@ def _build_model(config, custom_layers, path):
 
 
 def load_checkpoint(path, custom_layers=None):
-    """Read a checkpoint: ``{"model": Sequential, "optimizer": Optimizer or None, "trainer": dict or None}``.
+    """Read a checkpoint: ``{"model": Sequential, "optimizer": Optimizer or None, "trainer": dict or None,
+    "trainer_arrays": dict}``.
 
     ``custom_layers`` maps class names to user-written Layer classes used in the model.
     """
@@ -167,11 +171,12 @@ def load_checkpoint(path, custom_layers=None):
             optimizer.load_state_dict({"t": spec["t"], "arrays": {k[len(prefix):]: v for k, v in arrays.items()
                                                                   if k.startswith(prefix)}})
         trainer = json.loads(attrs["trainer"]) if "trainer" in attrs else None
+        trainer_arrays = {k[len("trainer/"):]: v for k, v in arrays.items() if k.startswith("trainer/")}
     except CheckpointError:
         raise
     except Exception as exc:
         raise CheckpointError(f"{path} holds an unreadable configuration ({type(exc).__name__}: {exc})") from None
-    return {"model": model, "optimizer": optimizer, "trainer": trainer}
+    return {"model": model, "optimizer": optimizer, "trainer": trainer, "trainer_arrays": trainer_arrays}
 
 
 def load(path, custom_layers=None):

@@ -42,8 +42,9 @@ class Trainer:
     gradcheck_batch : int
         Examples in the debug checks' batch (the first ones of X).
     patience : int, optional
-        Early stopping: stop when the validation cost has not improved for this many epochs
-        and restore the best weights. Needs ``validation`` in ``fit``.
+        Early stopping: when the validation cost has not improved for this many epochs, stop
+        (``stopped_early`` becomes True; later ``fit`` calls do nothing) and restore the weights
+        of the best epoch. Needs ``validation`` in ``fit``.
     log : file-like, optional
         Where debug summaries are printed (default: standard output).
 
@@ -82,6 +83,7 @@ class Trainer:
         self.step = 0
         self.history = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": [], "gradchecks": []}
         self._best = None
+        self.stopped_early = False
 
     def __repr__(self):
         return (f"Trainer(model={self.model!r}, optimizer={self.optimizer!r}, epochs={self.epochs}, "
@@ -119,7 +121,7 @@ class Trainer:
         bar = tqdm(total=self.epochs, initial=self.epoch, desc="train", unit="epoch", leave=False,
                    disable=True if not self.progress else None)
         try:
-            while self.epoch < self.epochs:
+            while self.epoch < self.epochs and not self.stopped_early:
                 order = self.rng.permutation(m)
                 for start in range(0, m, self.batch_size):
                     batch = order[start:start + self.batch_size]
@@ -136,12 +138,12 @@ class Trainer:
                 bar.set_postfix({key: f"{values[-1]:.4f}" for key, values in self.history.items()
                                  if key != "gradchecks" and values})
                 if self.patience is not None and self._stop_early():
+                    self.stopped_early = True
+                    for (_, value), best in zip(model.named_parameters(), self._best[2]):
+                        value[...] = best
                     break
         finally:
             bar.close()
-        if self.patience is not None and self._best is not None:
-            for (_, value), best in zip(model.named_parameters(), self._best[2]):
-                value[...] = best
         return self.history
 
     def _record(self, X, Y, prefix):
@@ -165,16 +167,20 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def state(self):
-        """The trainer's own state as plain data (configuration, counters, RNG, history)."""
+        """The trainer's own state as plain data (configuration, counters, RNG, history, early stopping)."""
         history = {key: values for key, values in self.history.items() if key != "gradchecks"}
+        best = None if self._best is None else {"cost": self._best[0], "epoch": self._best[1]}
         return {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
                 "gradcheck_after": self.gradcheck_after, "patience": self.patience, "epoch": self.epoch,
-                "step": self.step, "rng": self.rng.bit_generator.state, "history": history}
+                "step": self.step, "rng": self.rng.bit_generator.state, "history": history, "best": best,
+                "stopped_early": self.stopped_early}
 
     def save(self, path):
         """Write model, optimizer state and trainer state to ``path`` so ``Trainer.load`` can resume."""
         from .io import save
-        save(self.model, path, optimizer=self.optimizer, trainer_state=self.state())
+        best = {} if self._best is None else {name: value for (name, _), value in
+                                               zip(self.model.named_parameters(), self._best[2])}
+        save(self.model, path, optimizer=self.optimizer, trainer_state=self.state(), trainer_arrays=best)
 
     @classmethod
     def load(cls, path, custom_layers=None, **overrides):
@@ -190,5 +196,9 @@ class Trainer:
         trainer = cls(ckpt["model"], ckpt["optimizer"], **settings)
         trainer.rng.bit_generator.state = state["rng"]
         trainer.epoch, trainer.step = state["epoch"], state["step"]
+        trainer.stopped_early = bool(state.get("stopped_early", False))
         trainer.history.update({key: list(values) for key, values in state["history"].items()})
+        if state.get("best") is not None:
+            weights = [ckpt["trainer_arrays"][name] for name, _ in trainer.model.named_parameters()]
+            trainer._best = (state["best"]["cost"], state["best"]["epoch"], weights)
         return trainer

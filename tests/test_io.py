@@ -82,6 +82,24 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     assert history["cost"] == straight.history["cost"]
 
 
+def test_resume_with_early_stopping_equals_an_uninterrupted_run(tmp_path):
+    def make(epochs):
+        return mdl.Trainer(small_model(l2=0.1, dropout=0.3, seed=4), mdl.Adam(0.05), epochs=epochs, batch_size=8,
+                           seed=3, progress=False, patience=4)
+    validation = (X[:8], Y[:8])
+    straight = make(60)
+    straight.fit(X, Y, validation=validation)
+    stopped_at = len(straight.history["val_cost"])
+    assert stopped_at < 60                               # early stopping did stop it
+    first = make(stopped_at - 2)
+    first.fit(X, Y, validation=validation)
+    first.save(tmp_path / "ckpt.h5")
+    resumed = mdl.Trainer.load(tmp_path / "ckpt.h5", epochs=60, progress=False)
+    resumed.fit(X, Y, validation=validation)
+    assert resumed.history["val_cost"] == straight.history["val_cost"]
+    assert params_equal(straight.model, resumed.model)
+
+
 def test_trainer_load_needs_a_trainer_checkpoint(tmp_path):
     small_model().save(tmp_path / "m.h5")
     with pytest.raises(mdl.CheckpointError, match="holds a model but no trainer state"):

@@ -126,6 +126,10 @@ def test_early_stopping_restores_the_best_weights():
     best = int(np.argmin(history["val_cost"]))
     assert len(history["val_cost"]) == best + 1 + 3
     assert trainer.model.cost(X[:10], Y[:10]) == pytest.approx(history["val_cost"][best], rel=1e-12)
+    assert trainer.stopped_early
+    steps = trainer.step
+    trainer.fit(X, Y, validation=(X[:10], Y[:10]))           # a stopped trainer does not train on
+    assert trainer.step == steps and len(history["val_cost"]) == best + 1 + 3
 
 
 def test_xor_reaches_full_accuracy():
