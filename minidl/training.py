@@ -5,7 +5,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import GradientCheckError, InputError, InputTypeError
+from .errors import GradientCheckError, InputError, InputTypeError, NonFiniteError
 from .model import Sequential
 from .optim import Adam, Optimizer
 from .validation import check_int, check_seed
@@ -125,7 +125,11 @@ class Trainer:
                 order = self.rng.permutation(m)
                 for start in range(0, m, self.batch_size):
                     batch = order[start:start + self.batch_size]
-                    model._backprop(X[batch], Y[batch], training=True, check_finite=self.debug)
+                    cost = model._backprop(X[batch], Y[batch], training=True, check_finite=self.debug)
+                    if not np.isfinite(cost):      # stop before the update spreads it into the weights
+                        raise NonFiniteError(f"training diverged: the cost of step {self.step + 1} (epoch "
+                                             f"{self.epoch + 1}) is {cost}; lower the learning rate (now "
+                                             f"{self.optimizer.lr:g}) or run with debug=True to find the layer")
                     self.optimizer.step(model)
                     self.step += 1
                     if self.debug and self.step == self.gradcheck_after:

@@ -190,3 +190,14 @@ def test_training_is_bitwise_reproducible_in_a_fresh_process():
         exec(FRESH, namespace)
     assert digests == {buffer.getvalue()}
     assert len(buffer.getvalue().strip()) == 64
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")   # the NaN this test plants
+def test_divergence_is_an_error_not_nan_weights():
+    model = mdl.Sequential([mdl.Dense(5, 6), NaNLayer(), mdl.Dense(6, 1), mdl.Sigmoid()], seed=0)
+    model.layers[0].params["b"][...] = 1e10                 # the layer turns these into NaN while training
+    before = weights(model)
+    with pytest.raises(mdl.NonFiniteError, match=r"training diverged: the cost of step 1 \(epoch 1\) is nan; "
+                                                 r"lower the learning rate \(now 0.001\) or run with debug=True"):
+        mdl.Trainer(model, epochs=3, progress=False).fit(X, Y)
+    assert all(np.array_equal(a, b) for a, b in zip(before, weights(model)))    # no NaN update applied
