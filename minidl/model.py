@@ -179,6 +179,13 @@ class Sequential:
                 layer.grads[name] = layer.grads[name] + self.loss.dpenalty(layer.params[name], m)
         return cost
 
+    def backward(self, X, Y, training=None):
+        """Forward and backward pass on ``(X, Y)``: fills every layer's ``grads`` (L2 included) and
+        returns the cost J of that pass. Then ``optimizer.step(model)`` applies an update, so a
+        training loop of your own is two lines. ``training=None`` uses the model's mode."""
+        X, Y = self._check_XY(X, Y)
+        return self._backprop(X, Y, self.training if training is None else bool(training))
+
     def gradients(self, X, Y):
         """Analytic ``dJ/dparam`` (L2 included, dropout off): dict keyed as named_parameters."""
         X, Y = self._check_XY(X, Y)

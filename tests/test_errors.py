@@ -43,6 +43,7 @@ def entry_points(model, optimizer):
         ("predict", lambda x: model.predict(x), None),
         ("cost", lambda x: model.cost(x, Y), lambda y: model.cost(X, y)),
         ("gradients", lambda x: model.gradients(x, Y), lambda y: model.gradients(X, y)),
+        ("backward", lambda x: model.backward(x, Y), lambda y: model.backward(X, y)),
         ("gradcheck", lambda x: model.gradcheck(x, Y), lambda y: model.gradcheck(X, y)),
         ("mdl.gradcheck", lambda x: mdl.gradcheck(model, x, Y), lambda y: mdl.gradcheck(model, X, y)),
         ("fit", lambda x: trainer.fit(x, Y), lambda y: trainer.fit(X, y)),

@@ -161,3 +161,20 @@ def test_bad_Y_is_rejected_and_model_unchanged(data, Y, message):
 def test_layers_before_the_first_dense_take_its_input_width():
     model = mdl.Sequential([mdl.Dropout(0.2), mdl.Dense(3, 2), mdl.ReLU(), mdl.Dense(2, 1), mdl.Sigmoid()])
     assert model.widths == [3, 2, 2, 1, 1] and "(m, None)" not in str(model)
+
+
+def test_backward_fills_grads_for_a_hand_written_loop(data):
+    X, Y = data
+    model = small_model(l2=0.2, dropout=0.3)
+    cost = model.backward(X, Y)
+    assert cost == pytest.approx(model.cost(X, Y), rel=1e-14)
+    grads = model.gradients(X, Y)
+    model.backward(X, Y)
+    for name, grad in model.named_gradients():
+        assert np.array_equal(grad, grads[name])
+    optimizer = mdl.SGD(0.5)
+    costs = []
+    for _ in range(20):
+        costs.append(model.backward(X, Y, training=True))
+        optimizer.step(model)
+    assert costs[-1] < costs[0]
