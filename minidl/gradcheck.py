@@ -88,34 +88,27 @@ class GradCheckReport:
         self.scipy_info = scipy_info or {}
         self.title = title
         for group in groups:
-            g, n = group["analytic"], group["numeric"]
+            g, n, keep = group["analytic"], group["numeric"], ~group["kink"]
             group["error"] = np.abs(g - n)
             group["tolerance"] = atol + rtol * (np.abs(g) + np.abs(n))
-            group["wrong"] = ~group["kink"] & (group["error"] > group["tolerance"])
-        self.per_parameter = {grp["name"]: _difference(grp["analytic"][~grp["kink"]], grp["numeric"][~grp["kink"]])
-                              for grp in groups}
+            group["wrong"] = keep & (group["error"] > group["tolerance"])
+            group["difference"] = _difference(g[keep], n[keep])
+            group["noise_only"] = self._noise_only(g[keep], n[keep])
+        self.per_parameter = {grp["name"]: grp["difference"] for grp in groups}
         keep = [~grp["kink"] for grp in groups]
-        self._g = np.concatenate([grp["analytic"][k] for grp, k in zip(groups, keep)])
-        self._g_num = np.concatenate([grp["numeric"][k] for grp, k in zip(groups, keep)])
-        self.difference = _difference(self._g, self._g_num)
+        g = np.concatenate([grp["analytic"][k] for grp, k in zip(groups, keep)])
+        g_num = np.concatenate([grp["numeric"][k] for grp, k in zip(groups, keep)])
+        self.difference = _difference(g, g_num)
+        self.noise_only = self._noise_only(g, g_num)
         self.kinks = [(grp["name"], _unravel(i, grp["shape"])) for grp in groups
                       for i in grp["index"][grp["kink"]]]
         self.n_checked = int(sum(grp["index"].size for grp in groups))
-        self.global_ok = self._group_ok(self._g, self._g_num)
-        self.passed = bool(self.global_ok and all(self.parameter_ok(grp["name"]) for grp in groups))
-
-    def _group_ok(self, g, g_num):
-        return bool(_difference(g, g_num) <= LOOK_AGAIN or self._noise_only(g, g_num))
+        self.passed = bool((self.difference <= LOOK_AGAIN or self.noise_only)
+                           and all(self.parameter_ok(grp["name"]) for grp in groups))
 
     def _noise_only(self, g, g_num):
         """True when the error norm is within what floating-point noise explains for these coordinates."""
         return bool(np.linalg.norm(g - g_num) <= self.atol * math.sqrt(max(g.size, 1)))
-
-    def _within_noise(self, name=None):
-        if name is None:
-            return self._noise_only(self._g, self._g_num)
-        grp = self._group(name)
-        return self._noise_only(grp["analytic"][~grp["kink"]], grp["numeric"][~grp["kink"]])
 
     def _group(self, name):
         for grp in self.groups:
@@ -126,8 +119,7 @@ class GradCheckReport:
     def parameter_ok(self, name):
         """True when the parameter passes both its group test and every coordinate test."""
         grp = self._group(name)
-        keep = ~grp["kink"]
-        return self._group_ok(grp["analytic"][keep], grp["numeric"][keep]) and not grp["wrong"].any()
+        return (grp["difference"] <= LOOK_AGAIN or grp["noise_only"]) and not grp["wrong"].any()
 
     def wrong(self, name=None):
         """Coordinates beyond tolerance: ``[(name, index tuple)]``, of one parameter or all."""
@@ -171,14 +163,16 @@ class GradCheckReport:
     def verdict(self, name=None):
         """The band of one parameter's difference (or the global one): ok, look again, likely bug, BUG."""
         if name is None:
-            diff, n_wrong = self.difference, sum(int(g["wrong"].sum()) for g in self.groups)
+            diff, noise_only = self.difference, self.noise_only
+            n_wrong = sum(int(grp["wrong"].sum()) for grp in self.groups)
         else:
-            diff, n_wrong = self.per_parameter[name], int(self._group(name)["wrong"].sum())
+            grp = self._group(name)
+            diff, noise_only, n_wrong = grp["difference"], grp["noise_only"], int(grp["wrong"].sum())
         if n_wrong:
             return f"BUG ({n_wrong:,} wrong)"
         if diff <= CORRECT:
             return "ok"
-        if self._within_noise(name):
+        if noise_only:
             return "ok (noise)"
         if diff <= LOOK_AGAIN:
             return "look again"
