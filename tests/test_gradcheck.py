@@ -431,3 +431,19 @@ def test_kinks_in_a_deeper_relu_are_found_by_both_paths():
     assert fast.kinks == loop.kinks
     assert any(name == "0.W" for name, _ in fast.kinks) and ("2.b", (1,)) in fast.kinks
     assert fast.passed and loop.passed
+
+
+def test_a_tiny_uniform_scale_error_is_look_again_not_a_failure():
+    theta = np.linspace(1.0, 2.0, 5)
+    J = lambda t: float(100 * np.sum(t ** 2))
+    report = mdl.check_gradient(J, lambda t: 200 * t * (1 + 2e-6), theta)
+    assert 1e-7 < report.difference <= 1e-5
+    assert report.verdict() == "look again" and report.passed
+    assert "look again" in str(report)
+
+
+def test_a_scale_error_below_float_noise_is_reported_as_noise():
+    model = small_model(l2=0.1)
+    grads = {name: g * (1 + 2e-6) for name, g in model.gradients(X8, Y8).items()}
+    report = model.gradcheck(X8, Y8, grads=grads)
+    assert report.passed and "ok (noise)" in {report.verdict(name) for name in report.per_parameter}
