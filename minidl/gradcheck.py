@@ -310,6 +310,22 @@ def _is_plain_dense(layer):
     return isinstance(layer, Dense) and type(layer).forward is Dense.forward
 
 
+def _value_table(A):
+    """``(rows, values, codes)``: each example's distinct values in ``A`` ``(m, n)``, flattened,
+    and for every entry its index among them; None when values repeat too little to pay."""
+    m, n = A.shape
+    rows, values, codes, offset = [], [], np.empty((m, n), dtype=np.int64), 0
+    for r in range(m):
+        unique, inverse = np.unique(A[r], return_inverse=True)
+        rows.append(np.full(unique.size, r))
+        values.append(unique)
+        codes[r] = inverse.ravel() + offset
+        offset += unique.size
+    if offset > m * n // 4:
+        return None
+    return np.concatenate(rows), np.concatenate(values), codes
+
+
 class _Evaluator:
     """A float64 copy of a model, its activations at theta, and J at perturbed theta."""
 
@@ -341,6 +357,9 @@ class _Evaluator:
         losses = net.loss.losses(self.acts[-1], Y, net.logit_head)
         self.base_losses = losses[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
+        # Distinct input values per example, for Dense layers whose inputs repeat a lot (see dense_column_table).
+        self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
+                       if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
         if net.logit_head:
             scale = np.mean(np.abs(np.logaddexp(0, self.acts[-1])) + np.abs(Y * self.acts[-1]))
         else:
@@ -382,27 +401,34 @@ class _Evaluator:
         ``rows`` (default: all m), one block after another. Examples left out keep their loss at
         theta exactly and add nothing. The loss change of perturbation b is
         ``sum_r (L_r(theta + delta_b) - L_r(theta))``.
+        """
+        rows = np.arange(self.m) if rows is None else rows
+        change, kink = self.rows_downstream(start, A, np.tile(rows, B), bound)
+        return change.reshape(B, -1).sum(axis=1), kink.reshape(B, -1).any(axis=1)
+
+    def rows_downstream(self, start, A, rows, bound=None):
+        """Per-row loss changes ``(N,)`` and kink flags ``(N,)``: row i of ``A`` is a perturbed
+        input of body[start] for example ``rows[i]``.
 
         ``bound``, when given, bounds how far any entry of ``A`` is from its value at theta. It
         is carried through the layers (Lipschitz constants), and a ReLU whose inputs all sit
         farther than twice the bound from 0 cannot have crossed its kink: its check is skipped.
+        Layers that mix examples need ``rows`` to be whole copies of the batch (0..m-1 repeated).
         """
         m = self.m
-        rows = np.arange(m) if rows is None else rows
-        n = rows.size
-        kink = np.zeros((B, n), dtype=bool)
+        kink = np.zeros(len(rows), dtype=bool)
         for k in range(start, len(self.body)):
             layer = self.body[k]
             if self.patterns[k] is not None and not (bound is not None and type(layer) is ReLU
                                                      and 2 * bound < self.margins[k][rows].min(initial=np.inf)):
-                kink |= (layer.kink_pattern(A).reshape(B, n, A.shape[1]) != self.patterns[k][rows]).any(axis=2)
+                kink |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
             if layer.rowwise:
                 A = layer.forward(A, self.training)
             else:   # mixes examples (or a frozen dropout mask): one perturbed copy at a time
-                A = np.concatenate([layer.forward(A[b * m:(b + 1) * m], self.training) for b in range(B)])
+                A = np.concatenate([layer.forward(A[b:b + m], self.training) for b in range(0, len(rows), m)])
             bound = self._carry(layer, bound)
-        losses = self.net.loss.losses(A.reshape(B, n), self.Y[rows, 0], self.net.logit_head)
-        return (losses - self.base_losses[rows]).sum(axis=1), kink.any(axis=1)
+        losses = self.net.loss.losses(A[:, 0], self.Y[rows, 0], self.net.logit_head)
+        return losses - self.base_losses[rows], kink
 
     def _carry(self, layer, bound):
         """A bound on the change of ``layer``'s output from a bound on its input's, or None."""
@@ -460,6 +486,39 @@ class _Evaluator:
     def _finish(self, kink, start, A, B, rows=None, bound=None):
         delta, more = self.downstream(start, A, B, rows, bound)
         return delta, kink | more
+
+    def dense_column_table(self, k, j, sign_eps):
+        """Loss changes and kinks, per entry of ``self.tables[k]``, when ``W[i, j]`` of body[k] moves.
+
+        Moving ``W[i, j]`` by ``sign_eps`` moves ``Z[r, j]`` by ``sign_eps * A_prev[r, i]``, and the
+        loss of example r depends on nothing else; so when the inputs repeat (8-bit pixels, one-hot
+        or binary features) every coordinate ``(i, j)`` reads its per-example changes from one
+        evaluation per distinct value ``(r, A_prev[r, i])``: the same floating-point operations
+        on the same numbers as evaluating each coordinate, done once.
+        """
+        rr, values, _ = self.tables[k]
+        base = self.actsT[k + 1][j][rr]
+        col = base + sign_eps * values
+        kink = np.zeros(rr.size, dtype=bool)
+        k2 = k + 1
+        while k2 < len(self.body) and self.body[k2].elementwise:
+            layer = self.body[k2]
+            if self.patterns[k2] is not None:
+                kink |= layer.kink_pattern(col) != self.patternsT[k2][j][rr]
+            col = layer.forward(col, self.training)
+            base = self.actsT[k2 + 1][j][rr]
+            k2 += 1
+        if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+            w = self.body[k2].params["W"][j]
+            d = col - base
+            A = self.acts[k2 + 1][rr] + d[:, None] * w
+            bound = float(np.abs(d).max(initial=0.0) * np.abs(w).max(initial=0.0))
+            change, more = self.rows_downstream(k2 + 1, A, rr, bound)
+        else:
+            A = self.acts[k2][rr].copy()
+            A[:, j] = col
+            change, more = self.rows_downstream(k2, A, rr)
+        return change, kink | more
 
     def generic(self, k, layer, array, flat, sign_eps):
         """Loss changes and kinks with ``array.flat[flat[b]] += sign_eps``, one forward of body[k] each."""
@@ -599,11 +658,18 @@ def _perturbed(ev, k, layer, pname, array, flat, sign_eps):
     if pname == "b":
         return ev.dense_column(k, cols, np.full((flat.size, ev.m), sign_eps))
     # W[i, j] moves column j of Z by sign_eps * A_prev[:, i]; runs of one column j share it all.
-    dcol = sign_eps * ev.actsT[k][flat // n_out]                      # (B, m)
+    rows = flat // n_out
+    table = ev.tables.get(k)
     delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
     bounds = np.flatnonzero(np.diff(cols)) + 1
     for run in np.split(np.arange(flat.size), bounds):
-        delta[run], kink[run] = ev.dense_column(k, int(cols[run[0]]), dcol[run])
+        j = int(cols[run[0]])
+        if table is not None:
+            change, kinks = ev.dense_column_table(k, j, sign_eps)
+            codes = table[2][:, rows[run]]                                 # (m, B)
+            delta[run], kink[run] = change[codes].sum(axis=0), kinks[codes].any(axis=0)
+        else:
+            delta[run], kink[run] = ev.dense_column(k, j, sign_eps * ev.actsT[k][rows[run]])
     return delta, kink
 
 

@@ -447,3 +447,36 @@ def test_a_scale_error_below_float_noise_is_reported_as_noise():
     grads = {name: g * (1 + 2e-6) for name, g in model.gradients(X8, Y8).items()}
     report = model.gradcheck(X8, Y8, grads=grads)
     assert report.passed and "ok (noise)" in {report.verdict(name) for name in report.per_parameter}
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_repeated_input_values_share_evaluations_exactly(trial):
+    """Pixel-like inputs (few distinct values) take the value-table path; it must equal the loop."""
+    rng = np.random.default_rng(200 + trial)
+    model = random_model(rng, l2=0.3, n_in=30, dropout=False)
+    X = rng.integers(0, 4, (6, 30)) / 3.0
+    Y = rng.integers(0, 2, (6, 1))
+    from minidl.gradcheck import _value_table
+    assert _value_table(X) is not None
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    assert fast.passed
+    for a, b in zip(fast.groups, loop.groups):
+        np.testing.assert_allclose(a["numeric"], b["numeric"], rtol=1e-6, atol=1e-9)
+        assert np.array_equal(a["kink"], b["kink"])
+    broken = model.gradients(X, Y)
+    broken["0.W"][7, 0] += 1e-3
+    assert model.gradcheck(X, Y, grads=broken).wrong() == [("0.W", (7, 0))]
+
+
+def test_value_table_path_finds_kinks():
+    X = np.tile(np.array([[0.0, 1.0, 1.0, 0.5, 0.5, 1.0]]), (4, 4))
+    X[1] *= 0.5
+    from minidl.gradcheck import _value_table
+    assert _value_table(X) is not None
+    model = mdl.Sequential([mdl.Dense(24, 3), mdl.ReLU(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=2)
+    Z = X @ model.layers[0].params["W"]
+    model.layers[0].params["b"][1] = -Z[1, 1] + 1e-9        # example 1's unit 1 sits 1e-9 above the kink
+    Y = np.array([0, 1, 1, 0])
+    fast, loop = model.gradcheck(X, Y, scipy_check=False), model.gradcheck(X, Y, method="loop", scipy_check=False)
+    assert fast.kinks == loop.kinks and ("0.W", (1, 1)) in fast.kinks and fast.passed

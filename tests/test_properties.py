@@ -86,3 +86,20 @@ def test_cost_and_gradient_are_finite_for_any_logit(z, y):
     grads = model.gradients(X, Y)
     assert np.isfinite(cost) and cost >= 0
     assert np.isfinite(grads["0.W"]).all() and abs(grads["0.W"][0, 0]) <= 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(12, 40), st.integers(1, 8), st.integers(2, 5), st.integers(0, 2 ** 16),
+       st.sampled_from(ACTIVATIONS), st.floats(0.0, 1.0))
+def test_fast_path_equals_plain_loop_on_pixel_like_inputs(n_in, m, levels, seed, activation, l2):
+    rng = np.random.default_rng(seed)
+    model = mdl.Sequential([mdl.Dense(n_in, 6), activation(), mdl.Dense(6, 3), mdl.ReLU(), mdl.Dense(3, 1),
+                            mdl.Sigmoid()], loss=mdl.BinaryCrossEntropy(l2), seed=seed)
+    X = rng.integers(0, levels, (m, n_in)) / (levels - 1)
+    Y = rng.integers(0, 2, (m, 1))
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    assert fast.passed
+    for a, b in zip(fast.groups, loop.groups):
+        np.testing.assert_allclose(a["numeric"], b["numeric"], rtol=1e-6, atol=fast.atol)
+        assert np.array_equal(a["kink"], b["kink"])
