@@ -360,12 +360,21 @@ class _Evaluator:
         # Distinct input values per example, for Dense layers whose inputs repeat a lot (see dense_column_table).
         self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
                        if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
+        self._table_results = {}
         if net.logit_head:
             scale = np.mean(np.abs(np.logaddexp(0, self.acts[-1])) + np.abs(Y * self.acts[-1]))
         else:
             scale = np.mean(np.abs(losses))
         self.scale = float(scale) + net.loss.penalty(net._weights(), self.m)
-        self.width = max([A.shape[1] for A in self.acts[1:]] or [1])
+
+    def stack_width(self, k, layer):
+        """The widest activation the perturbations of body[k]'s parameters are stacked in."""
+        k2 = k + 1
+        while _is_plain_dense(layer) and k2 < len(self.body) and self.body[k2].elementwise:
+            k2 += 1       # Dense: one column travels alone through elementwise layers
+        if _is_plain_dense(layer) and k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+            k2 += 1       # ... and enters the next Dense as a rank-one update
+        return max([A.shape[1] for A in self.acts[k2:]] + [1])
 
     def named_params(self):
         """(name, index in body, layer, param name, array) for every parameter."""
@@ -496,6 +505,9 @@ class _Evaluator:
         evaluation per distinct value ``(r, A_prev[r, i])``: the same floating-point operations
         on the same numbers as evaluating each coordinate, done once.
         """
+        key = (k, j, sign_eps)
+        if key in self._table_results:        # a column split across chunks is evaluated once
+            return self._table_results[key]
         rr, values, _ = self.tables[k]
         base = self.actsT[k + 1][j][rr]
         col = base + sign_eps * values
@@ -518,7 +530,8 @@ class _Evaluator:
             A = self.acts[k2][rr].copy()
             A[:, j] = col
             change, more = self.rows_downstream(k2, A, rr)
-        return change, kink | more
+        self._table_results = {key: (change, kink | more)}    # keep only the latest column
+        return self._table_results[key]
 
     def generic(self, k, layer, array, flat, sign_eps):
         """Loss changes and kinks with ``array.flat[flat[b]] += sign_eps``, one forward of body[k] each."""
@@ -603,8 +616,6 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     rng = np.random.default_rng(seed)
     ev = _Evaluator(model, X, Y, dropout == "frozen", rng)
     analytic = grads if grads is not None else ev.analytic()
-    if chunk_size is None:
-        chunk_size = max(1, (64 << 20) // (8 * 8 * ev.m * ev.width))
     m, l2 = ev.m, ev.net.loss.l2
 
     plan = []
@@ -619,9 +630,16 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         # Dense's W goes column by column: the perturbations of one column j share everything
         # downstream but the moved values, so they need no gathering.
         by_column = method == "fast" and pname == "W" and _is_plain_dense(layer)
-        order = np.argsort(flat % array.shape[-1], kind="stable") if by_column else np.arange(flat.size)
-        for start in range(0, flat.size, chunk_size):
-            where = order[start:start + chunk_size]
+        if not by_column:
+            order = np.arange(flat.size)
+        elif flat.size == array.size:           # every coordinate: column-major order, no sort needed
+            order = np.arange(array.size).reshape(array.shape).T.ravel()
+        else:
+            order = np.argsort(flat % array.shape[-1], kind="stable")
+        # About 64 MB of stacked activations per chunk, unless chunk_size says otherwise.
+        per_chunk = chunk_size or max(1, (64 << 20) // (8 * 8 * m * ev.stack_width(k_body, layer)))
+        for start in range(0, flat.size, per_chunk):
+            where = order[start:start + per_chunk]
             chunk = flat[where]
             if method == "loop":
                 (lp, pp, kp), (lm, pm, km) = [ev.loop(array, chunk, s * epsilon) for s in (1, -1)]
