@@ -32,7 +32,11 @@ Perturbing a parameter of layer k leaves layers before k untouched: their activa
 computed once. For Dense's ``W[i, j]`` only column j of ``Z`` moves, by
 ``+-eps * A_prev[:, i]``; that column is pushed alone through the elementwise layers that
 follow and enters the next Dense as a rank-one update. Many perturbations travel together
-as a stack of batches, in chunks that bound memory. Other layers fall back to evaluating
+as a stack of batches, in chunks that bound memory. Examples a perturbation leaves unchanged
+are skipped, and since example r sees ``W[i, j]`` only through ``A_prev[r, i]``, each distinct
+(example, input value) pair of a column is evaluated once (images repeat pixel values a lot).
+Every step performs the same floating-point operations on the same numbers as the plain loop
+(``method="loop"``), which the tests compare it with. Other layers fall back to evaluating
 their own forward once per coordinate; the rest of the network is still stacked.
 """
 import copy
