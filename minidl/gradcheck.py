@@ -35,8 +35,8 @@ follow and enters the next Dense as a rank-one update. Many perturbations travel
 as a stack of batches, in chunks that bound memory. Examples a perturbation leaves unchanged
 are skipped, and since example r sees ``W[i, j]`` only through ``A_prev[r, i]``, each distinct
 (example, input value) pair of a column is evaluated once (images repeat pixel values a lot).
-Every step performs the same floating-point operations on the same numbers as the plain loop
-(``method="loop"``), which the tests compare it with. Other layers fall back to evaluating
+None of this approximates: every coordinate's cost is evaluated at theta +- epsilon as in
+the plain loop (``method="loop"``), up to rounding order, and the tests compare the two. Other layers fall back to evaluating
 their own forward once per coordinate; the rest of the network is still stacked.
 """
 import copy
