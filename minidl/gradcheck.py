@@ -361,7 +361,7 @@ class _Evaluator:
         losses = net.loss.losses(self.acts[-1], Y, net.logit_head)
         self.base_losses = losses[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
-        # Distinct input values per example, for Dense layers whose inputs repeat a lot (see dense_column_table).
+        # Distinct input values per example, for Dense layers whose inputs repeat a lot (see column_table).
         self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
                        if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
         self._table_results = {}
@@ -456,86 +456,86 @@ class _Evaluator:
         return None
 
     # -- Dense: one column of Z moves
+    def _walk_elementwise(self, k, col, pick):
+        """Push a moved column of body[k]'s output through the elementwise layers after it.
+
+        ``pick(T)`` selects, from a transposed activation or pattern ``T``, the entries ``col``
+        stands for. Returns the moved column, its value at theta, a kink mask of ``col``'s shape
+        and the index of the first layer that is not elementwise.
+        """
+        base = pick(self.actsT[k + 1])
+        col = base + col
+        kink = np.zeros(col.shape, dtype=bool)
+        k2 = k + 1
+        while k2 < len(self.body) and self.body[k2].elementwise:
+            layer = self.body[k2]
+            if self.patterns[k2] is not None:
+                kink |= layer.kink_pattern(col) != pick(self.patternsT[k2])
+            col = layer.forward(col, self.training)
+            base = pick(self.actsT[k2 + 1])
+            k2 += 1
+        return col, base, kink, k2
+
+    def column_pairs(self, k, j, rows, dvalues):
+        """Per-pair loss changes and kinks: pair t moves ``Z[rows[t], j]`` of body[k] by ``dvalues[t]``.
+
+        The loss of example r depends on a move of column j only through that example's entry, so
+        each pair is evaluated alone, and pairs that leave the example unchanged (a ReLU that stays
+        off, a zero input) keep its loss exactly. Needs every layer after body[k] to be rowwise.
+        """
+        col, base, kink, k2 = self._walk_elementwise(k, dvalues, lambda T: T[j][rows])
+        change = np.zeros(rows.size)
+        if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+            d = col - base
+            moved = np.flatnonzero(d)
+            w = self.body[k2].params["W"][j]
+            # (A + d e_j^T) @ W2 + b2 = Z2 + d (outer) W2[j, :]
+            A = np.multiply.outer(d[moved], w)
+            A += np.take(self.acts[k2 + 1], rows[moved], axis=0)
+            bound = float(np.abs(d).max(initial=0.0) * np.abs(w).max(initial=0.0))
+            change[moved], more = self.rows_downstream(k2 + 1, A, rows[moved], bound)
+            kink[moved] |= more
+        else:
+            A = self.acts[k2][rows].copy()
+            A[:, j] = col
+            change, more = self.rows_downstream(k2, A, rows)
+            kink |= more
+        return change, kink
+
+    def column_table(self, k, j, sign_eps):
+        """:meth:`column_pairs` for every distinct (example, input value) of ``self.tables[k]``.
+
+        Moving ``W[i, j]`` moves ``Z[r, j]`` by ``sign_eps * A_prev[r, i]``, so when the inputs repeat
+        (8-bit pixels, one-hot or binary features) every coordinate ``(i, j)`` reads its
+        per-example changes from one evaluation per distinct value: the same floating-point
+        operations on the same numbers as evaluating each coordinate, done once.
+        """
+        key = (k, j, sign_eps)
+        if key not in self._table_results:     # a column split across chunks is evaluated once
+            rows, values, _ = self.tables[k]
+            self._table_results = {key: self.column_pairs(k, j, rows, sign_eps * values)}
+        return self._table_results[key]
+
     def dense_column(self, k, cols, dcol):
         """Loss changes and kinks when column ``cols[b]`` of body[k]'s output moves by ``dcol[b]``.
 
-        ``dcol`` has shape ``(B, m)``; ``cols`` is an int array ``(B,)`` or one int for all.
+        ``dcol`` has shape ``(B, m)``; ``cols`` is an int array ``(B,)`` or one int for all. Used
+        for biases and when a later layer mixes examples; whole copies of the batch are stacked.
         """
         B, m = dcol.shape
         one = np.ndim(cols) == 0
         pick = (lambda T: T[cols][None]) if one else (lambda T: T[cols])    # (1 or B, m)
-        base = pick(self.actsT[k + 1])
-        col = base + dcol
-        kink = np.zeros(B, dtype=bool)
-        k2 = k + 1
-        while k2 < len(self.body) and self.body[k2].elementwise:
-            layer = self.body[k2]
-            if self.patterns[k2] is not None:
-                kink |= (layer.kink_pattern(col) != pick(self.patternsT[k2])).any(axis=1)
-            col = layer.forward(col, self.training)
-            base = pick(self.actsT[k2 + 1])
-            k2 += 1
+        col, base, kink, k2 = self._walk_elementwise(k, dcol, pick)
         if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
             W2 = self.body[k2].params["W"]
-            d = col - base
-            # (A + d e_j^T) @ W2 + b2 = Z2 + d (outer) W2[j, :]
-            if self.rowwise_from[k2 + 1] and one:
-                # Only examples where d != 0 change (a ReLU that stays off, a zero pixel: no change).
-                rows = np.flatnonzero((d != 0).any(axis=0))
-                if rows.size < m:
-                    d = d[:, rows]
-                Z2 = np.multiply(d[:, :, None], W2[cols])
-                Z2 += self.acts[k2 + 1][rows]
-                bound = float(np.abs(d).max(initial=0.0) * np.abs(W2[cols]).max(initial=0.0))
-                return self._finish(kink, k2 + 1, Z2.reshape(-1, W2.shape[1]), B, rows, bound)
             W2rows = W2[cols][None] if one else W2[cols][:, None, :]
-            start, A = k2 + 1, (self.acts[k2 + 1][None] + d[:, :, None] * W2rows).reshape(B * m, -1)
+            start, A = k2 + 1, (self.acts[k2 + 1][None] + (col - base)[:, :, None] * W2rows).reshape(B * m, -1)
         else:
             A = np.repeat(self.acts[k2][None], B, axis=0)
             A[np.arange(B), :, cols] = col
             start, A = k2, A.reshape(B * m, -1)
-        return self._finish(kink, start, A, B)
-
-    def _finish(self, kink, start, A, B, rows=None, bound=None):
-        delta, more = self.downstream(start, A, B, rows, bound)
-        return delta, kink | more
-
-    def dense_column_table(self, k, j, sign_eps):
-        """Loss changes and kinks, per entry of ``self.tables[k]``, when ``W[i, j]`` of body[k] moves.
-
-        Moving ``W[i, j]`` by ``sign_eps`` moves ``Z[r, j]`` by ``sign_eps * A_prev[r, i]``, and the
-        loss of example r depends on nothing else; so when the inputs repeat (8-bit pixels, one-hot
-        or binary features) every coordinate ``(i, j)`` reads its per-example changes from one
-        evaluation per distinct value ``(r, A_prev[r, i])``: the same floating-point operations
-        on the same numbers as evaluating each coordinate, done once.
-        """
-        key = (k, j, sign_eps)
-        if key in self._table_results:        # a column split across chunks is evaluated once
-            return self._table_results[key]
-        rr, values, _ = self.tables[k]
-        base = self.actsT[k + 1][j][rr]
-        col = base + sign_eps * values
-        kink = np.zeros(rr.size, dtype=bool)
-        k2 = k + 1
-        while k2 < len(self.body) and self.body[k2].elementwise:
-            layer = self.body[k2]
-            if self.patterns[k2] is not None:
-                kink |= layer.kink_pattern(col) != self.patternsT[k2][j][rr]
-            col = layer.forward(col, self.training)
-            base = self.actsT[k2 + 1][j][rr]
-            k2 += 1
-        if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
-            w = self.body[k2].params["W"][j]
-            d = col - base
-            A = self.acts[k2 + 1][rr] + d[:, None] * w
-            bound = float(np.abs(d).max(initial=0.0) * np.abs(w).max(initial=0.0))
-            change, more = self.rows_downstream(k2 + 1, A, rr, bound)
-        else:
-            A = self.acts[k2][rr].copy()
-            A[:, j] = col
-            change, more = self.rows_downstream(k2, A, rr)
-        self._table_results = {key: (change, kink | more)}    # keep only the latest column
-        return self._table_results[key]
+        delta, more = self.downstream(start, A, B)
+        return delta, kink.any(axis=1) | more
 
     def generic(self, k, layer, array, flat, sign_eps):
         """Loss changes and kinks with ``array.flat[flat[b]] += sign_eps``, one forward of body[k] each."""
@@ -682,14 +682,19 @@ def _perturbed(ev, k, layer, pname, array, flat, sign_eps):
     # W[i, j] moves column j of Z by sign_eps * A_prev[:, i]; runs of one column j share it all.
     rows = flat // n_out
     table = ev.tables.get(k)
+    m = ev.m
     delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
     bounds = np.flatnonzero(np.diff(cols)) + 1
     for run in np.split(np.arange(flat.size), bounds):
         j = int(cols[run[0]])
         if table is not None:
-            change, kinks = ev.dense_column_table(k, j, sign_eps)
+            change, kinks = ev.column_table(k, j, sign_eps)
             codes = table[2][:, rows[run]]                                 # (m, B)
             delta[run], kink[run] = change[codes].sum(axis=0), kinks[codes].any(axis=0)
+        elif ev.rowwise_from[k + 1]:
+            examples = np.tile(np.arange(m), run.size)                     # pair b * m + r
+            change, kinks = ev.column_pairs(k, j, examples, (sign_eps * ev.actsT[k][rows[run]]).ravel())
+            delta[run], kink[run] = change.reshape(-1, m).sum(axis=1), kinks.reshape(-1, m).any(axis=1)
         else:
             delta[run], kink[run] = ev.dense_column(k, j, sign_eps * ev.actsT[k][rows[run]])
     return delta, kink
