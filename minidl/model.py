@@ -102,6 +102,9 @@ class Sequential:
         return self
 
     # ------------------------------------------------------------- input checks
+    def _mode(self, training):
+        return self.training if training is None else bool(training)
+
     def _check_X(self, X, name="X"):
         return check_array(X, name, ndim=2, n_columns=self.n_features, dtype=self.dtype)
 
@@ -133,7 +136,7 @@ class Sequential:
         ``training=None`` uses the model's mode (see ``train()``/``eval()``).
         """
         X = self._check_X(X)
-        return self._run(X, self.layers, self.training if training is None else bool(training))
+        return self._run(X, self.layers, self._mode(training))
 
     def predict(self, X):
         """Labels in {0, 1}, shape ``(m, 1)``: 1 where the probability is >= 0.5."""
@@ -145,13 +148,16 @@ class Sequential:
     def _cost(self, X, Y, training=False):
         return self._evaluate(X, Y, training)[0]
 
+    def _objective(self, out, Y):
+        """J from what the loss sees (logits or probabilities): mean example loss plus the L2 term."""
+        data = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
+        return data + self.loss.penalty(self._weights(), Y.shape[0])
+
     def _evaluate(self, X, Y, training=False):
         """Cost J and accuracy from one forward pass."""
         out = self._run(X, self.body, training)
-        data = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
         A = self.layers[-1].forward(out, training) if self.logit_head else out
-        accuracy = float(np.mean((A >= 0.5) == (Y == 1)))
-        return data + self.loss.penalty(self._weights(), X.shape[0]), accuracy
+        return self._objective(out, Y), float(np.mean((A >= 0.5) == (Y == 1)))
 
     def cost(self, X, Y):
         """Total cost ``J`` (cross-entropy plus the L2 term), dropout off, as a float."""
@@ -164,8 +170,7 @@ class Sequential:
         out = self._run(X, self.body, training, check_finite)
         if self.logit_head:
             self.layers[-1].forward(out, training)
-        cost = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
-        cost += self.loss.penalty(self._weights(), m)
+        cost = self._objective(out, Y)
         dA = self.loss.dout(out, Y, self.logit_head)
         for layer in reversed(self.body):
             dA = layer.backward(dA)
@@ -184,7 +189,7 @@ class Sequential:
         returns the cost J of that pass. Then ``optimizer.step(model)`` applies an update, so a
         training loop of your own is two lines. ``training=None`` uses the model's mode."""
         X, Y = self._check_XY(X, Y)
-        return self._backprop(X, Y, self.training if training is None else bool(training))
+        return self._backprop(X, Y, self._mode(training))
 
     def gradients(self, X, Y):
         """Analytic ``dJ/dparam`` (L2 included, dropout off): dict keyed as named_parameters."""
