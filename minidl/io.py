@@ -185,14 +185,17 @@ def load(path, custom_layers=None):
 
 
 def _copy_params(model, arrays, path):
-    for name, value in model.named_parameters():
+    """Copy the saved parameters into ``model``: all of them after checking all, or none."""
+    params = model.named_parameters()
+    for name, value in params:
         key = f"params/{name}"
         if key not in arrays:
             raise CheckpointError(f"{path} lacks the parameter {name}")
         if arrays[key].shape != value.shape:
             raise CheckpointError(f"{path}: parameter {name} has shape {arrays[key].shape}, the model expects "
                                   f"{value.shape}")
-        value[...] = arrays[key]
+    for name, value in params:
+        value[...] = arrays[f"params/{name}"]
 
 
 def _describe(config):
@@ -212,9 +215,5 @@ def load_weights(model, path):
     if saved["layers"] != mine["layers"]:
         raise CheckpointError(f"{path} was saved from another architecture: it holds [{_describe(saved)}], "
                               f"the model is [{_describe(mine)}]")
-    staged = {name: value.copy() for name, value in model.named_parameters()}
-    for name in staged:
-        staged[name][...] = arrays[f"params/{name}"]
-    for (name, value) in model.named_parameters():
-        value[...] = staged[name]
+    _copy_params(model, arrays, path)
     return model
