@@ -1,0 +1,453 @@
+"""The entry points: a whole model, one layer, any function. Each collects central differences
+at epsilon, then hands every parameter to the shared verdict (:func:`noise.judge`)."""
+import copy
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InputError, InputTypeError
+from ..layers import Dense, Dropout, Layer
+from ..model import Sequential
+from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
+from .engine import UNIT_ROUNDOFF, Evaluator, _call, _is_plain_dense
+from .noise import K_NOISE, backward_magnitudes, dtype_allowance, forward_magnitudes, judge, scipy_cross_check
+from .report import GradCheckReport
+
+CONFIRM_ALL_MAX = 10_000    # check_gradient confirms every coordinate up to this size
+
+
+def _check_rng(seed):
+    """The check's own random stream (frozen masks, R, sampled coordinates).
+
+    Derived with a spawn key that no layer, model or ``default_rng(seed)`` uses, so a layer
+    that re-draws its mask in backward cannot draw the check's mask by accident.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x6D696E69,)))
+
+
+def _choose_coords(size, coords, k, rng):
+    if coords == "all" or k >= size:
+        return np.arange(size)
+    return np.sort(rng.choice(size, size=k, replace=False))
+
+
+def _group(name, shape, index, analytic, fp, fm, kink, slope, sigma, allowance):
+    return {"name": name, "shape": tuple(shape), "index": np.asarray(index, dtype=np.int64),
+            "analytic": np.asarray(analytic, dtype=np.float64), "fp": fp, "fm": fm,
+            "kink": np.asarray(kink, dtype=bool), "slope": slope, "sigma": sigma,
+            "allowance": np.broadcast_to(np.asarray(allowance, dtype=float), np.shape(index)).copy()}
+
+
+def _is_low_precision(array):
+    return np.asarray(array).dtype in (np.float32, np.float16)
+
+
+# ---------------------------------------------------------------------- model check
+def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all", k=10, seed=0,
+              method="fast", chunk_size=None, scipy_check=True, progress=False):
+    """Check a Sequential's gradients against central differences of its cost.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model to check. It is left exactly as it was (parameters, mode, RNG states):
+        the check runs on a float64 copy. A float32 model is also checked in float32: its
+        own float32 backprop against its float64 backprop at the same weights.
+    X : ndarray of shape (m, n_features)
+    Y : ndarray of shape (m, 1) or (m,)
+    epsilon : float
+        Perturbation of each coordinate (two-sided). Flagged coordinates are re-evaluated at
+        larger steps before they are called wrong (see :mod:`minidl.gradcheck.noise`).
+    grads : dict, optional
+        Gradients to check, keyed as ``model.named_parameters()``. Default: the model's own
+        backprop (L2 included). float32 arrays are judged with float32 rounding allowed.
+    dropout : {"off", "frozen"}
+        "off" checks with Dropout as the identity. "frozen" draws one mask per Dropout layer
+        (from this check's own random stream) and holds it for every evaluation and for
+        backprop, so Dropout's backward is checked too.
+    coords : {"all", "sample"}
+        Every coordinate, or ``k`` seeded random coordinates per parameter.
+    k : int
+        Coordinates per parameter when ``coords="sample"``.
+    seed : int
+        Seeds the sampled coordinates, the frozen masks and scipy's random direction.
+    method : {"fast", "loop"}
+        "fast" reuses activations and stacks perturbations (see :mod:`minidl.gradcheck.engine`);
+        "loop" is the plain recipe, one whole forward pass per perturbation.
+    chunk_size : int, optional
+        Perturbations evaluated together; default: as many as fit in about 64 MB.
+    scipy_check : bool
+        Also run ``scipy.optimize.check_grad`` and say whether it agrees (``report.scipy_info``).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    GradCheckReport
+    """
+    if not isinstance(model, Sequential):
+        raise InputTypeError(f"model must be a minidl Sequential; received {type(model).__name__}")
+    X = check_array(X, "X", ndim=2, n_columns=model.n_features)
+    Y = check_labels(Y, X.shape[0])
+    epsilon = check_float(epsilon, "epsilon", low=0.0, high=1.0, low_inclusive=False)
+    dropout = check_choice(dropout, "dropout", ("off", "frozen"))
+    coords = check_choice(coords, "coords", ("all", "sample"))
+    k = check_int(k, "k", minimum=1)
+    seed = check_seed(seed)
+    method = check_choice(method, "method", ("fast", "loop"))
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
+    names = [name for name, _ in model.named_parameters()]
+    low_grads = grads is not None and any(_is_low_precision(v) for v in grads.values()) \
+        if isinstance(grads, dict) else False
+    if grads is not None:
+        grads = _check_grads(grads, model)
+
+    rng = _check_rng(seed)
+    masks = _frozen_masks(model, X.shape[0], rng) if dropout == "frozen" else None
+    ev = Evaluator(model, X, Y, masks)
+    own = {name: g.copy() for name, g in ev.analytic().items()}
+    analytic = grads if grads is not None else own
+    allowance, dtype_check = dict.fromkeys(names, 0.0), None
+    if low_grads or model.dtype == np.float32:
+        allowance32 = _float32_allowance(own, _magnitudes(ev))
+        if low_grads:       # gradients handed in float32 carry float32 rounding, which is not a bug
+            allowance = allowance32
+        if model.dtype == np.float32:
+            dtype_check = _dtype_check(model, ev, own, masks, allowance32)
+
+    sigmas = {}
+    plan = [(name, k_body, layer, pname, array, _choose_coords(array.size, coords, k, rng))
+            for name, k_body, layer, pname, array in ev.named_params()]
+    bar = tqdm(total=sum(p[-1].size for p in plan), desc="gradcheck", unit="coord", disable=not progress,
+               leave=False)
+    groups = []
+    for name, k_body, layer, pname, array, flat in plan:
+        fp, fm, kink = np.empty(flat.size), np.empty(flat.size), np.zeros(flat.size, dtype=bool)
+        # Dense's W goes column by column: the perturbations of one column j share everything
+        # downstream but the moved values, so they need no gathering.
+        by_column = method == "fast" and pname == "W" and _is_plain_dense(layer)
+        order = _column_order(flat, array) if by_column else np.arange(flat.size)
+        # About 64 MB of stacked activations per chunk, unless chunk_size says otherwise.
+        per_chunk = chunk_size or max(1, (64 << 20) // (8 * 8 * ev.m * ev.stack_width(k_body, layer)))
+        for start in range(0, flat.size, per_chunk):
+            where = order[start:start + per_chunk]
+            fp[where], fm[where], kink[where] = ev.central(k_body, layer, pname, array, flat[where], epsilon, method)
+            bar.update(where.size)
+        recomputed = method == "loop" or not _is_plain_dense(layer)
+        if (k_body, recomputed) not in sigmas:
+            sigmas[k_body, recomputed] = ev.noise(k_body, recomputed)
+        group = _group(name, array.shape, flat, np.asarray(analytic[name], dtype=np.float64).ravel()[flat],
+                       fp, fm, kink, ev.penalty_slope(layer, pname, array, flat), sigmas[k_body, recomputed],
+                       np.asarray(allowance[name]).ravel()[flat] if np.ndim(allowance[name]) else 0.0)
+
+        def evaluate(positions, h, k_body=k_body, layer=layer, pname=pname, array=array, flat=flat):
+            chosen = flat[positions]
+            order = np.argsort(chosen % array.shape[-1], kind="stable")     # runs of one column
+            out = ev.central(k_body, layer, pname, array, chosen[order], h, method)
+            undo = np.empty_like(order)
+            undo[order] = np.arange(order.size)
+            return tuple(a[undo] for a in out)
+
+        groups.append(judge(group, epsilon, evaluate))
+    bar.close()
+
+    scipy_info = None
+    if scipy_check:
+        theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
+        g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
+        sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net._weights(), ev.m)
+        curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
+        passed = all(not grp["wrong"].any() for grp in groups)
+        scipy_info = scipy_cross_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed, sigma, curvature,
+                                       passed)
+    title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
+    return GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
+                           layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check)
+
+
+def _column_order(flat, array):
+    if flat.size == array.size:           # every coordinate: column-major order, no sort needed
+        return np.arange(array.size).reshape(array.shape).T.ravel()
+    return np.argsort(flat % array.shape[-1], kind="stable")
+
+
+def _frozen_masks(model, m, rng):
+    widths = [model.n_features] + model.widths
+    return {i: rng.random((m, widths[i])) >= layer.rate for i, layer in enumerate(model.layers)
+            if isinstance(layer, Dropout)}
+
+
+def _curvature(groups, sizes, epsilon):
+    """A bound on ``|d2J/dtheta_i^2|`` per coordinate, from the second differences at epsilon."""
+    parts = []
+    for grp, size in zip(groups, sizes):
+        bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * grp["sigma"]) / epsilon ** 2
+        full = np.full(size, bound.max(initial=0.0))
+        full[grp["index"]] = bound
+        parts.append(full)
+    return np.concatenate(parts)
+
+
+def _magnitudes(ev):
+    """Per parameter, the magnitudes of what backprop sums into its gradient, forward rounding included.
+
+    See ``forward_magnitudes`` and ``backward_magnitudes``. The forward sweep runs first on the
+    evaluator's cached activations; the backward sweep then reads each layer's cache, so the
+    forward of theta is run again in between.
+    """
+    net = ev.net
+    deltas = [np.abs(ev.X)]               # the input itself rounds to float32
+    for layer, A, out in zip(ev.body, ev.acts, ev.acts[1:]):
+        deltas.append(forward_magnitudes(layer, A.copy(), deltas[-1], out, ev.training))
+    net._run(ev.X.copy(), ev.body, ev.training)      # restore every layer's cache at theta
+    out = ev.acts[-1]
+    # dL/dz = (1 - 2y) sigmoid(t) / m: relative rounding about u |z|, and sigmoid' <= 1/4 times z's own
+    M = np.abs(net.loss.dout(out, ev.Y, net.logit_head)) * (1 + np.abs(out)) + deltas[-1] / (4 * ev.m)
+    found = {}
+    for i in reversed(range(len(ev.body))):
+        M, params = backward_magnitudes(ev.body[i], ev.acts[i], deltas[i], M, needs_dX=i > 0)
+        found.update({f"{i}.{pname}": value for pname, value in params.items()})
+        if M is None:
+            break
+    for i, layer in enumerate(net.layers):
+        for pname in layer.regularized:
+            found[f"{i}.{pname}"] = found[f"{i}.{pname}"] + net.loss.l2 / ev.m * np.abs(layer.params[pname])
+    return found
+
+
+def _float32_allowance(own, magnitudes):
+    return {name: dtype_allowance(g, magnitudes[name], np.float32) for name, g in own.items()}
+
+
+def _dtype_check(model, ev, own, masks, allowance):
+    """The model's own float32 backprop against its float64 backprop at the same weights.
+
+    Examples whose float32 forward puts a unit on the other side of a kink (a ReLU input that
+    rounds across 0) are left out of both: their gradients differ by a slope, not by a bug.
+    """
+    net = copy.deepcopy(model)
+    X32, Y32 = ev.X.astype(np.float32), ev.Y.astype(np.float32)
+    A, crossed = X32, np.zeros(ev.m, dtype=bool)
+    for k, layer in enumerate(net.body):
+        if isinstance(layer, Dropout) and masks is not None:
+            layer.fixed_mask = masks[net.layers.index(layer)]
+        pattern = layer.kink_pattern(A)
+        if pattern is not None:
+            crossed |= (pattern != ev.patterns[k]).reshape(ev.m, -1).any(axis=1)
+        A = layer.forward(A, masks is not None)
+    keep = ~crossed
+    if crossed.any():
+        if not keep.any():
+            return {"dtype": "float32", "wrong": {}, "passed": True, "left_out": ev.m}
+        masks = None if masks is None else {i: mask[keep] for i, mask in masks.items()}
+        ev = Evaluator(model, ev.X[keep], ev.Y[keep], masks)
+        own = {name: g.copy() for name, g in ev.analytic().items()}
+        allowance = _float32_allowance(own, _magnitudes(ev))
+        for i, mask in (masks or {}).items():
+            net.layers[i].fixed_mask = mask
+    net._backprop(X32[keep], Y32[keep], training=masks is not None)
+    wrong = {}
+    for name, g32 in net.named_gradients():
+        wrong[name] = int(np.sum(~(np.abs(g32.astype(np.float64) - own[name]) <= allowance[name])))
+    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values()), "left_out": int(crossed.sum())}
+
+
+def _check_grads(grads, model):
+    if not isinstance(grads, dict):
+        raise InputTypeError(f"grads must be a dict name -> array keyed as model.named_parameters(); "
+                             f"received {type(grads).__name__}")
+    expected = dict(model.named_parameters())
+    missing = sorted(set(expected) - set(grads))
+    extra = sorted(set(grads) - set(expected))
+    if missing or extra:
+        raise InputError(f"grads must have the keys of model.named_parameters() {sorted(expected)}; "
+                         f"missing {missing}, unexpected {extra}")
+    checked = {}
+    for name, value in grads.items():
+        shape = expected[name].shape
+        array = check_array(value, f"grads[{name!r}]", ndim=len(shape), allow_empty=True)
+        if array.shape != shape:
+            raise InputError(f"grads[{name!r}] must have shape {shape} like the parameter; "
+                             f"received shape {array.shape}")
+        checked[name] = array
+    return checked
+
+
+# ---------------------------------------------------------------------- layer check
+def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
+    """Check one layer's backward: ``dX`` and every parameter gradient.
+
+    The layer's output is reduced to a scalar through a fixed random projection,
+    ``J = sum(R * layer.forward(X))`` with ``R`` seeded, so ``backward(R)`` must give
+    ``dJ/dX`` and ``dJ/dparam``. Runs on a float64 copy; the layer is left unchanged. When
+    ``X`` or the layer's parameters are float32, the layer's float32 backward is also
+    compared with its float64 backward (``report.dtype_check``).
+
+    Parameters
+    ----------
+    layer : Layer
+        Built-in or user-written.
+    X : ndarray of shape (m, n_in)
+        The input at which to check. Coordinates whose perturbation crosses one of the
+        layer's kinks (see ``Layer.kink_pattern``) are reported as kinks.
+    epsilon : float
+    seed : int
+        Seeds ``R`` and, with ``dropout="frozen"``, the mask of a Dropout layer (from a stream
+        of the check's own, which no layer's generator reproduces).
+    dropout : {"off", "frozen"}
+        "frozen" runs the layer in training mode with one fixed Dropout mask.
+
+    Returns
+    -------
+    GradCheckReport
+        Parameters named ``"X"`` and the layer's own parameter names.
+    """
+    if not isinstance(layer, Layer):
+        raise InputTypeError(f"layer must be a minidl Layer; received {type(layer).__name__}")
+    low = _is_low_precision(X) or any(_is_low_precision(v) for v in layer.params.values())
+    X = check_array(X, "X", ndim=2, n_columns=layer.n_in if isinstance(layer, Dense) else None)
+    epsilon = check_float(epsilon, "epsilon", low=0.0, high=1.0, low_inclusive=False)
+    rng = _check_rng(check_seed(seed))
+    training = check_choice(dropout, "dropout", ("off", "frozen")) == "frozen"
+    layer = _layer_copy(layer, np.float64)
+    if training and isinstance(layer, Dropout):
+        layer.fixed_mask = rng.random(X.shape) >= layer.rate
+    X = X.copy()
+    out = layer.forward(X.copy(), training)
+    R = rng.standard_normal(out.shape)
+    dX = layer.backward(R)
+    own = {"X": np.array(dX, dtype=np.float64), **{name: np.array(layer.grads[name], dtype=np.float64)
+                                                   for name in layer.params}}
+    if low:
+        dX_mag, param_mags = backward_magnitudes(layer, X, np.abs(X), np.abs(R))
+        magnitudes = {"X": dX_mag, **param_mags}
+    base_pattern = layer.kink_pattern(X)
+    # J sums R * out: each term rounds by u of what it sums (|X| |W| + |b| for a Dense).
+    magnitude = (np.abs(X) @ np.abs(layer.params["W"]) + np.abs(layer.params["b"])
+                 if isinstance(layer, Dense) else np.abs(out))
+    sigma = 2 * UNIT_ROUNDOFF * float(np.sum(np.abs(R) * magnitude))
+
+    def J():
+        return float(np.sum(R * layer.forward(X.copy(), training)))
+
+    J0 = J()
+
+    def evaluate(array, on_input, flat, h):
+        fp, fm, kink = np.empty(flat.size), np.empty(flat.size), np.zeros(flat.size, dtype=bool)
+        for b, f in enumerate(flat):
+            old = array.flat[f]
+            for s, into in ((1, fp), (-1, fm)):
+                array.flat[f] = old + s * h
+                into[b] = J() - J0
+                if on_input and base_pattern is not None:
+                    kink[b] |= bool(np.any(layer.kink_pattern(X) != base_pattern))
+            array.flat[f] = old
+        return fp, fm, kink
+
+    groups = []
+    for name, array in [("X", X)] + list(layer.params.items()):
+        flat = np.arange(array.size)
+        fp, fm, kink = evaluate(array, name == "X", flat, epsilon)
+        group = _group(name, array.shape, flat, own[name].ravel(), fp, fm, kink, np.zeros(flat.size), sigma, 0.0)
+        groups.append(judge(group, epsilon, lambda positions, h, array=array, name=name:
+                            evaluate(array, name == "X", flat[positions], h)))
+    dtype_check = None
+    if low:
+        layer32 = _layer_copy(layer, np.float32)
+        if training and isinstance(layer, Dropout):
+            layer32.fixed_mask = layer.fixed_mask
+        dtype_check = _layer_dtype_check(layer32, X, R, training, own, magnitudes)
+    return GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check)
+
+
+def _layer_copy(layer, dtype):
+    layer = copy.deepcopy(layer)
+    if isinstance(layer, Dense):
+        layer.needs_dX = True      # a model's first layer skips dX; here dX is checked
+    for name in layer.params:
+        layer.params[name] = np.array(layer.params[name], dtype=dtype)
+    return layer
+
+
+def _layer_dtype_check(layer32, X, R, training, own, magnitudes):
+    """The layer's float32 backward against its float64 backward at the same input and parameters."""
+    layer32.forward(X.astype(np.float32), training)
+    low = {"X": layer32.backward(R.astype(np.float32)), **layer32.grads}
+    wrong = {}
+    for name, g in own.items():
+        allowance = dtype_allowance(g, magnitudes[name], np.float32)
+        wrong[name] = int(np.sum(~(np.abs(np.asarray(low[name], dtype=np.float64) - g) <= allowance)))
+    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values())}
+
+
+# ------------------------------------------------------------------- function check
+def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0):
+    """Check any scalar function against its gradient: ``J(theta) -> float``, ``dJ(theta) -> array``.
+
+    The seed course's one-dimensional exercise, generalised to any shape of ``theta``. J is a
+    black box, so its rounding noise is measured: every coordinate (up to 10,000) is evaluated
+    at several steps, and a float32 result counts as float32 (see :mod:`minidl.gradcheck.noise`).
+
+    Parameters
+    ----------
+    J : callable
+        ``J(theta)`` returning a real number.
+    dJ : callable
+        ``dJ(theta)`` returning an array of ``theta``'s shape.
+    theta : array_like
+        Where to check. Not modified.
+
+    Returns
+    -------
+    GradCheckReport
+        One parameter, named ``"theta"``.
+
+    Examples
+    --------
+    >>> report = check_gradient(lambda t: float(np.sum(t ** 3)), lambda t: 3 * t ** 2, np.arange(3.0))
+    >>> report.passed
+    True
+    """
+    if not callable(J) or not callable(dJ):
+        raise InputTypeError(f"J and dJ must be callables; received {type(J).__name__} and {type(dJ).__name__}")
+    theta = np.atleast_1d(check_array(theta, "theta", ndim=np.ndim(theta) or 1)).copy()
+    epsilon = check_float(epsilon, "epsilon", low=0.0, high=1.0, low_inclusive=False)
+    roundoff = [UNIT_ROUNDOFF]
+
+    def value(t):
+        v = J(t.copy())
+        if isinstance(v, np.ndarray) and v.size == 1:
+            v = v.reshape(())[()]
+        if isinstance(v, np.floating):
+            roundoff[0] = max(roundoff[0], float(np.finfo(v.dtype).eps) / 2)
+        return check_float(v, "J(theta)")
+
+    g = check_array(np.atleast_1d(dJ(theta.copy())), "dJ(theta)", ndim=theta.ndim)
+    if g.shape != theta.shape:
+        raise InputError(f"dJ(theta) must have theta's shape {theta.shape}; received shape {g.shape}")
+    J0 = value(theta)
+
+    def evaluate(positions, h):
+        fp, fm = np.empty(positions.size), np.empty(positions.size)
+        for b, f in enumerate(positions):
+            old = theta.flat[f]
+            theta.flat[f] = old + h
+            fp[b] = value(theta) - J0
+            theta.flat[f] = old - h
+            fm[b] = value(theta) - J0
+            theta.flat[f] = old
+        return fp, fm, np.zeros(positions.size, dtype=bool)
+
+    flat = np.arange(theta.size)
+    fp, fm, kink = evaluate(flat, epsilon)
+    sigma = roundoff[0] * abs(J0)
+    group = _group("theta", theta.shape, flat, g.ravel(), fp, fm, kink, np.zeros(theta.size), sigma, 0.0)
+    judge(group, epsilon, evaluate, confirm_all=theta.size <= CONFIRM_ALL_MAX)
+    scipy_info = None
+    if scipy_check:
+        curvature = (np.abs(fp + fm) + 2 * K_NOISE * sigma) / epsilon ** 2
+        scipy_info = scipy_cross_check(lambda t: value(t.reshape(theta.shape)), g.ravel(), theta.ravel().copy(),
+                                       check_seed(seed), roundoff[0] * abs(J0), curvature,
+                                       not group["wrong"].any())
+    return GradCheckReport([group], epsilon, scipy_info=scipy_info, title="J(theta)")

@@ -1,0 +1,238 @@
+"""Issue 9: situations that fooled the checker, both ways. Each is a bug that must be caught or a
+correct network that must pass; all failed on the checker before its noise model."""
+import numpy as np
+import pytest
+from scipy.special import expit
+
+import minidl as mdl
+
+RNG = np.random.default_rng(9)
+X8 = RNG.standard_normal((8, 5))
+Y8 = np.array([[0], [1], [1], [0], [1], [0], [0], [1]], dtype=float)
+
+
+def doubled(layer_class, name):
+    """A subclass of ``layer_class`` whose backward doubles the gradient ``name``."""
+    class Doubled(layer_class):
+        def backward(self, dA):
+            dX = super().backward(dA)
+            self.grads[name] = 2 * self.grads[name]
+            return dX
+    return Doubled
+
+
+# ------------------------------------------------------------------ 1. in-place layers
+class InplaceReLU(mdl.ReLU):
+    """Correct, but writes its output into its input, as ``inplace=True`` layers do."""
+
+    def forward(self, Z, training=False):
+        self.Z = Z
+        return np.maximum(Z, 0, out=Z)
+
+
+@pytest.mark.parametrize("method", ["fast", "loop"])
+def test_an_inplace_layer_cannot_hide_a_doubled_dW(method):
+    layers = [mdl.Dense(5, 6), InplaceReLU(), doubled(mdl.Dense, "W")(6, 6), InplaceReLU(), mdl.Dense(6, 1),
+              mdl.Sigmoid()]
+    model = mdl.Sequential(layers, seed=3)
+    X = X8.copy()
+    report = model.gradcheck(X, Y8, method=method)
+    assert not report.passed
+    assert report.failed_parameters == ["2.W"]
+    assert len(report.kinks) == 0
+    assert np.array_equal(X, X8)                # the user's X is not written into either
+
+
+def test_an_inplace_correct_network_passes_with_no_false_kinks():
+    model = mdl.Sequential([mdl.Dense(5, 6), InplaceReLU(), mdl.Dense(6, 6), InplaceReLU(), mdl.Dense(6, 1),
+                            mdl.Sigmoid()], seed=3)
+    fast, loop = model.gradcheck(X8, Y8), model.gradcheck(X8, Y8, method="loop")
+    assert fast.passed and loop.passed
+    assert fast.kinks == loop.kinks == []
+
+
+# ------------------------------------------------------------------ 2. a large L2 term
+def test_a_large_l2_term_does_not_hide_a_bias_error():
+    model = mdl.Sequential([mdl.Dense(5, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()],
+                           loss=mdl.BinaryCrossEntropy(l2=5.0), seed=1)
+    for _, value in model.named_parameters():
+        value *= 20
+    model.layers[0].params["b"][...] = [0.1, -0.2, 0.3, 0.05]
+    grads = model.gradients(X8, Y8)
+    assert model.gradcheck(X8, Y8, grads=grads).passed
+    grads["2.b"] = grads["2.b"] + 2e-5
+    report = model.gradcheck(X8, Y8, grads=grads)
+    assert not report.passed and report.failed_parameters == ["2.b"], str(report)
+
+
+def test_a_constant_added_to_J_does_not_hide_a_small_error():
+    A = np.array([[2.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 3.0]])
+    theta = np.array([0.7, -1.2, 0.4])
+
+    def J(t):
+        return 1e6 + 0.5 * t @ A @ t
+
+    assert mdl.check_gradient(J, lambda t: A @ t, theta).passed
+    report = mdl.check_gradient(J, lambda t: 1.001 * (A @ t), theta)
+    assert not report.passed and len(report.wrong()) == 3
+
+
+# ------------------------------------------------------------------ 3. confident predictions
+@pytest.mark.parametrize("z", [30.0, 40.0, 700.0, -30.0, -700.0])
+def test_the_loss_is_exact_for_confident_predictions(z):
+    loss = mdl.BinaryCrossEntropy()
+    out = np.array([z])
+    for y in (0.0, 1.0):
+        t = z if y == 0 else -z                 # the loss is softplus(t) = log(1 + e^t), exactly
+        exact = t if t > 30 else float(np.log1p(np.exp(t)))
+        value = float(loss.losses(out, np.array([y]), True)[0])
+        assert value == pytest.approx(exact, rel=1e-15, abs=0)
+        dz = float(loss.dout(out, np.array([y]), True)[0])
+        exact_dz = expit(z) if y == 0 else -expit(-z)   # sigmoid(z) - 1 = -sigmoid(-z), without cancelling
+        assert dz == pytest.approx(exact_dz, rel=1e-14, abs=0)
+
+
+def test_doubled_gradients_fail_on_a_confident_network_with_every_label_one():
+    model = mdl.Sequential([mdl.Dense(5, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=2)
+    X = np.abs(X8)
+    W = model.layers[2].params["W"]
+    model.layers[0].params["W"][...] = np.abs(model.layers[0].params["W"])
+    W[...] = 8.0
+    model.layers[2].params["b"][...] = 0.5
+    Y = np.ones((8, 1))
+    Z = model.layers[2].forward(model.layers[1].forward(model.layers[0].forward(X)))
+    assert 10 < Z.min() and Z.max() < 25                          # z around 18: confident
+    grads = {name: 2 * g for name, g in model.gradients(X, Y).items()}
+    report = model.gradcheck(X, Y, grads=grads)
+    assert not report.passed and set(report.failed_parameters) == {"0.W", "0.b", "2.W", "2.b"}, str(report)
+    assert model.gradcheck(X, Y).passed
+
+
+# ------------------------------------------------------------------ 4. float32
+class HalfPrecisionTanh(mdl.Tanh):
+    """Right in float64, wrong in float32: its backward drops to float16 for float32 inputs."""
+
+    def backward(self, dA):
+        if dA.dtype == np.float32:
+            return (dA.astype(np.float16) * (1 - self.A.astype(np.float16) ** 2)).astype(np.float32)
+        return super().backward(dA)
+
+
+def float32_net(act):
+    return mdl.Sequential([mdl.Dense(5, 6), act, mdl.Dense(6, 1), mdl.Sigmoid()], seed=4, dtype=np.float32)
+
+
+def test_a_float32_only_bug_fails_the_model_check():
+    report = float32_net(HalfPrecisionTanh()).gradcheck(X8, Y8)
+    assert not report.passed, str(report)
+    assert "float32" in str(report)
+    assert float32_net(mdl.Tanh()).gradcheck(X8, Y8).passed
+
+
+def test_a_float32_only_bug_fails_the_layer_check():
+    X = X8.astype(np.float32)
+    assert not mdl.gradcheck_layer(HalfPrecisionTanh(), X).passed
+    assert mdl.gradcheck_layer(mdl.Tanh(), X).passed
+
+
+def test_a_float32_only_bug_stops_the_debug_trainer():
+    model = float32_net(HalfPrecisionTanh())
+    with pytest.raises(mdl.GradientCheckError):
+        mdl.Trainer(model, epochs=1, debug=True, progress=False, log=open("/dev/null", "w")).fit(X8, Y8)
+
+
+def test_correct_float32_gradients_pass_on_raw_pixels():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (16, 64)).astype(float)
+    Y = rng.integers(0, 2, (16, 1))
+    model = mdl.Sequential([mdl.Dense(64, 8), mdl.ReLU(), mdl.Dense(8, 1), mdl.Sigmoid()], seed=0,
+                           dtype=np.float32)
+    model.layers[0].params["W"] *= 1 / 255
+    grads = model.gradients(X, Y)
+    assert all(g.dtype == np.float32 for g in grads.values())
+    report = model.gradcheck(X, Y, grads=grads)
+    assert report.passed, str(report)
+
+
+# ------------------------------------------------------------------ 5. frozen dropout
+class RedrawingDropout(mdl.Dropout):
+    """A bug: backward draws a new mask from the layer's own generator instead of reusing it."""
+
+    def backward(self, dA):
+        if self.mask is None:
+            return dA
+        keep = self.rng.random(dA.shape) >= self.rate
+        return dA * keep / self.keep_prob
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_frozen_dropout_catches_a_redrawn_mask_for_every_seed(seed):
+    X = RNG.standard_normal((6, 10))
+    layer = RedrawingDropout(0.5, seed=seed)
+    assert not mdl.gradcheck_layer(layer, X, dropout="frozen", seed=seed).passed
+    assert mdl.gradcheck_layer(mdl.Dropout(0.5, seed=seed), X, dropout="frozen", seed=seed).passed
+
+
+# ------------------------------------------------------------------ 6. large values that cancel
+def test_large_inputs_centred_by_the_next_bias_pass():
+    rng = np.random.default_rng(6)
+    X = 5e4 + rng.standard_normal((8, 3)) * 10
+    model = mdl.Sequential([mdl.Dense(3, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()], seed=6)
+    Z = X @ model.layers[0].params["W"]
+    model.layers[0].params["b"][...] = -Z.mean(axis=0)
+    assert np.abs(model.layers[0].forward(X)).max() < 50
+    for method in ("fast", "loop"):
+        report = model.gradcheck(X, Y8, method=method)
+        assert report.passed, str(report)
+    grads = model.gradients(X, Y8)
+    grads["2.W"] = grads["2.W"] * 1.001
+    assert model.gradcheck(X, Y8, grads=grads).failed_parameters == ["2.W"]
+
+
+# ------------------------------------------------------------------ 7. a Sigmoid subclass output
+class MySigmoid(mdl.Sigmoid):
+    pass
+
+
+def test_saturated_networks_with_a_sigmoid_subclass_output_pass():
+    failures = 0
+    for trial in range(15):
+        rng = np.random.default_rng(100 + trial)
+        model = mdl.Sequential([mdl.Dense(5, 6), mdl.Tanh(), mdl.Dense(6, 1), MySigmoid()], seed=trial)
+        model.layers[2].params["W"] *= rng.uniform(5, 15)
+        X = rng.standard_normal((8, 5)) * 3
+        Y = rng.integers(0, 2, (8, 1))
+        failures += not model.gradcheck(X, Y).passed
+    assert failures == 0
+
+
+# ------------------------------------------------------------------ 8. larger epsilon, float32 J
+@pytest.mark.parametrize("epsilon", [1e-3, 1e-4])
+def test_smooth_correct_networks_pass_at_a_large_epsilon(epsilon):
+    failures = 0
+    for trial in range(20):
+        rng = np.random.default_rng(200 + trial)
+        model = mdl.Sequential([mdl.Dense(5, 6), mdl.Tanh(), mdl.Dense(6, 4), mdl.Sigmoid(), mdl.Dense(4, 1),
+                                mdl.Sigmoid()], seed=trial)
+        for _, value in model.named_parameters():
+            value += rng.normal(0, 1, value.shape)
+        X = rng.standard_normal((8, 5))
+        failures += not model.gradcheck(X, Y8, epsilon=epsilon).passed
+    assert failures == 0
+
+
+def test_a_large_epsilon_still_catches_a_bug():
+    model = mdl.Sequential([mdl.Dense(5, 6), mdl.Tanh(), doubled(mdl.Dense, "b")(6, 1), mdl.Sigmoid()], seed=1)
+    assert model.gradcheck(X8, Y8, epsilon=1e-3).failed_parameters == ["2.b"]
+
+
+def test_check_gradient_of_a_float32_function():
+    A = np.array([[2.0, 0.5], [0.5, 1.0]], dtype=np.float32)
+
+    def J(t):
+        t = t.astype(np.float32)
+        return np.float32(0.5) * t @ A @ t + np.float32(3.0)
+
+    theta = np.array([0.8, -0.3])
+    assert mdl.check_gradient(J, lambda t: A.astype(float) @ t, theta).passed
+    assert not mdl.check_gradient(J, lambda t: 1.05 * (A.astype(float) @ t), theta).passed
