@@ -236,3 +236,28 @@ def test_check_gradient_of_a_float32_function():
     theta = np.array([0.8, -0.3])
     assert mdl.check_gradient(J, lambda t: A.astype(float) @ t, theta).passed
     assert not mdl.check_gradient(J, lambda t: 1.05 * (A.astype(float) @ t), theta).passed
+
+
+# ------------------------------------------------------------------ the adversarial sweep
+def test_a_sweep_of_correct_and_broken_networks():
+    """A small run of benchmarks/trust_sweep.py: 13 families, no false alarm, errors of 1e-4 caught."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import trust_sweep
+    results = trust_sweep.sweep(per_family=5, detect=1, seed=1)
+    assert len(results) == 13
+    assert {name: alarms for name, (_, alarms, _, _) in results.items() if alarms} == {}
+    # The error is injected into the data part of dW: with tiny gradients it sits near the absolute
+    # rounding floor, and a huge L2 term dwarfs it in the whole gradient.
+    floor = {"tiny_gradients": 1e-1, "huge_l2": 1e-2}
+    for name, (_, _, median, worst) in results.items():
+        assert worst <= floor.get(name, 1e-4), name
+
+
+def test_the_trainer_debug_line_says_whether_scipy_agrees():
+    import io
+    log = io.StringIO()
+    model = mdl.Sequential([mdl.Dense(5, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=0)
+    mdl.Trainer(model, epochs=1, debug=True, progress=False, log=log).fit(X8, Y8)
+    assert "gradcheck passed" in log.getvalue() and "scipy agrees" in log.getvalue()

@@ -21,7 +21,7 @@ A verdict must not be fooled either way, so it rests on a noise model, not on on
 2. Confirm. Flagged coordinates are evaluated again at ``10 eps, 100 eps, ...`` with a
    fourth-order stencil whose error bar is measured. A bug's discrepancy stays put as the step
    changes; noise shrinks like 1/h and truncation is measured, so a coordinate is *wrong*
-   only when the two most precise estimates both confirm it.
+   only when the most precise estimate confirms it and the next one agrees.
 3. Float32. A float32 model's own float32 backprop is compared with its float64 backprop at
    the same weights, judged by float32 rounding: bugs that exist only in float32 show.
 

@@ -1,0 +1,220 @@
+"""Try to fool the gradient checker: random correct networks that must pass, and broken ones that must fail.
+
+Two tables, printed side by side for every family of networks:
+
+* false alarms: correct networks that the check fails (must be 0);
+* detection: the smallest uniform relative error ``r`` in one parameter (the first Dense's dW,
+  the parameter farthest from the loss, multiplied by ``1 + r`` inside backward) that the
+  check catches, median and worst over the family's networks, on the ladder 1e-1 ... 1e-9.
+
+Uses only minidl's public API, so the same script measures any version:
+``PYTHONPATH=/path/to/old/checkout python benchmarks/trust_sweep.py``.
+
+Usage: ``python benchmarks/trust_sweep.py [--per-family 80] [--detect 5] [--seed 0]``
+"""
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+
+import minidl as mdl
+
+LADDER = [10.0 ** -e for e in range(1, 10)]
+
+
+class ScaledDense(mdl.Dense):
+    """A Dense whose backward multiplies dW by ``1 + r``: a uniform relative error in one parameter."""
+    r = 0.0
+
+    def backward(self, dZ):
+        dX = super().backward(dZ)
+        self.grads["W"] = self.grads["W"] * (1 + self.r)
+        return dX
+
+
+class InplaceReLU(mdl.ReLU):
+    """Correct, but writes its output into its input."""
+
+    def forward(self, Z, training=False):
+        self.Z = Z.copy()
+        return np.maximum(Z, 0, out=Z)
+
+
+class MySigmoid(mdl.Sigmoid):
+    """A Sigmoid subclass: the loss then works from clipped probabilities."""
+
+
+def _net(first, widths, acts, rng, l2=0.0, dtype=np.float64, head=mdl.Sigmoid, dropout=0.0, scale=1.0):
+    layers = [first(widths[0], widths[1])]
+    for i, w in enumerate(widths[1:-1]):
+        layers.append(acts[i % len(acts)]())
+        if dropout:
+            layers.append(mdl.Dropout(dropout))
+        layers.append(mdl.Dense(w, widths[i + 2]))
+    layers.append(head())
+    model = mdl.Sequential(layers, loss=mdl.BinaryCrossEntropy(l2), seed=int(rng.integers(10 ** 6)), dtype=dtype)
+    for name, value in model.named_parameters():
+        value[...] = value * scale + (rng.normal(0, 0.3, value.shape) if name.endswith(".b") else 0)
+    return model
+
+
+def _widths(rng, n_in, depth=None):
+    depth = depth or int(rng.integers(1, 4))
+    return [n_in] + [int(rng.integers(2, 9)) for _ in range(depth)] + [1]
+
+
+def _smooth(rng):
+    return [[mdl.Tanh], [mdl.Sigmoid], [mdl.Tanh, mdl.Sigmoid]][rng.integers(3)]
+
+
+def _labels(rng, m):
+    return rng.integers(0, 2, (m, 1))
+
+
+# Each family: rng, first Dense class -> (model, X, Y, gradcheck options)
+def saturated(rng, first):
+    X = rng.standard_normal((8, 5))
+    return _net(first, _widths(rng, 5), _smooth(rng), rng, scale=rng.uniform(8, 30)), X, _labels(rng, 8), {}
+
+
+def huge_l2(rng, first):
+    X = rng.standard_normal((8, 5))
+    model = _net(first, _widths(rng, 5), _smooth(rng), rng, l2=rng.uniform(5, 50), scale=rng.uniform(5, 20))
+    return model, X, _labels(rng, 8), {}
+
+
+def one_example(rng, first):
+    X = rng.standard_normal((1, 5)) * rng.choice([0.1, 1, 5])
+    return _net(first, _widths(rng, 5), [mdl.Tanh, mdl.ReLU], rng, l2=rng.choice([0, 0.5])), X, _labels(rng, 1), {}
+
+
+def float32(rng, first):
+    X = rng.standard_normal((8, 5)) * rng.choice([0.1, 1, 10])
+    model = _net(first, _widths(rng, 5), [mdl.ReLU, mdl.Tanh, mdl.Sigmoid], rng, l2=rng.choice([0, 0.3]),
+                 dtype=np.float32, scale=rng.choice([1, 3]))
+    return model, X, _labels(rng, 8), {}
+
+
+def many_kinks(rng, first):
+    X = rng.standard_normal((8, 5)) * 1e-3          # ReLU inputs near 0 everywhere
+    model = _net(first, _widths(rng, 5, depth=int(rng.integers(2, 4))), [mdl.ReLU], rng)
+    for _, value in model.named_parameters():
+        if value.ndim == 1:
+            value[...] = rng.normal(0, 1e-6, value.shape)
+    return model, X, _labels(rng, 8), {}
+
+
+def tiny_gradients(rng, first):
+    X = rng.standard_normal((8, 5)) * 1e-4
+    return _net(first, _widths(rng, 5), _smooth(rng), rng, scale=1e-2), X, _labels(rng, 8), {}
+
+
+def frozen_dropout(rng, first):
+    X = rng.standard_normal((8, 5))
+    model = _net(first, _widths(rng, 5, depth=2), [mdl.ReLU, mdl.Tanh], rng, dropout=rng.uniform(0.1, 0.6),
+                 l2=rng.choice([0, 0.5]))
+    return model, X, _labels(rng, 8), {"dropout": "frozen"}
+
+
+def raw_pixels(rng, first):
+    X = rng.integers(0, 256, (8, 64)).astype(float)
+    model = _net(first, _widths(rng, 64), [mdl.ReLU, mdl.Tanh], rng)
+    model.layers[0].params["W"][...] *= 1 / 255
+    return model, X, _labels(rng, 8), {}
+
+
+def large_cancelling(rng, first):
+    X = 5e4 + rng.standard_normal((8, 3)) * rng.uniform(1, 20)
+    model = _net(first, _widths(rng, 3), _smooth(rng), rng)
+    dense = model.layers[0]
+    dense.params["b"][...] = -(X @ dense.params["W"]).mean(axis=0)       # centred by the bias
+    dense.params["W"][...] /= X.std(axis=0).mean()
+    dense.params["b"][...] = -(X @ dense.params["W"]).mean(axis=0)
+    return model, X, _labels(rng, 8), {}
+
+
+def confident(rng, first):
+    X = np.abs(rng.standard_normal((8, 5)))
+    model = _net(first, _widths(rng, 5, depth=1), [mdl.Tanh], rng)
+    model.layers[0].params["W"][...] = np.abs(model.layers[0].params["W"])
+    model.layers[2].params["W"][...] = rng.uniform(6, 12)
+    z_sign = 1 if rng.random() < 0.5 else -1
+    model.layers[2].params["W"][...] *= z_sign
+    Y = np.full((8, 1), 1 if z_sign > 0 else 0)                 # every label agrees with a logit of 10-40
+    return model, X, Y, {}
+
+
+def sigmoid_subclass(rng, first):
+    X = rng.standard_normal((8, 5)) * 3
+    model = _net(first, _widths(rng, 5), _smooth(rng), rng, head=MySigmoid, scale=rng.uniform(1, 10))
+    return model, X, _labels(rng, 8), {}
+
+
+def epsilons(rng, first):
+    X = rng.standard_normal((8, 5))
+    model = _net(first, _widths(rng, 5), _smooth(rng), rng, l2=rng.choice([0, 0.3]), scale=rng.uniform(1, 3))
+    return model, X, _labels(rng, 8), {"epsilon": float(rng.choice([1e-3, 1e-4, 1e-5, 1e-6, 1e-8, 1e-9]))}
+
+
+def inplace_layers(rng, first):
+    X = rng.standard_normal((8, 5))
+    return _net(first, _widths(rng, 5, depth=2), [InplaceReLU], rng, l2=rng.choice([0, 0.5])), X, _labels(rng, 8), {}
+
+
+FAMILIES = [saturated, huge_l2, one_example, float32, many_kinks, tiny_gradients, frozen_dropout, raw_pixels,
+            large_cancelling, confident, sigmoid_subclass, epsilons, inplace_layers]
+
+
+def check(family, seed, first=mdl.Dense):
+    rng = np.random.default_rng(seed)
+    model, X, Y, options = family(rng, first)
+    return model.gradcheck(X, Y, **options)
+
+
+def sweep(per_family, detect, seed=0, out=sys.stdout):
+    """Run both tables; returns ``{family: (networks, false alarms, median r, worst r)}``."""
+    results = {}
+    for f_index, family in enumerate(FAMILIES):
+        base = seed * 100_000 + f_index * 1_000
+        alarms = [s for s in range(base, base + per_family) if not check(family, s).passed]
+        caught = []
+        for s in range(base, base + detect):
+            smallest = math.inf
+            for r in LADDER:
+                ScaledDense.r = r
+                if check(family, s, ScaledDense).passed:
+                    break
+                smallest = r
+            caught.append(smallest)
+        ScaledDense.r = 0.0
+        results[family.__name__] = (per_family, len(alarms), float(np.median(caught)), max(caught))
+        if alarms:
+            print(f"  false alarms in {family.__name__}: seeds {alarms[:5]}", file=out)
+    return results
+
+
+def print_tables(results, out=sys.stdout):
+    fmt = lambda r: "missed" if not math.isfinite(r) else f"{r:.0e}"
+    print(f"{'family':<18} {'networks':>8} {'false alarms':>13} {'caught r (median)':>18} {'(worst)':>8}", file=out)
+    for name, (n, alarms, median, worst) in results.items():
+        print(f"{name:<18} {n:>8} {alarms:>13} {fmt(median):>18} {fmt(worst):>8}", file=out)
+    total = sum(v[0] for v in results.values())
+    alarms = sum(v[1] for v in results.values())
+    print(f"{'all':<18} {total:>8} {alarms:>13}", file=out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-family", type=int, default=80, help="correct networks per family (default 80)")
+    parser.add_argument("--detect", type=int, default=5, help="broken networks per family for detection (default 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    print_tables(sweep(args.per_family, args.detect, args.seed))
+    print(f"({time.perf_counter() - start:.0f} s, minidl {mdl.__file__})")
+
+
+if __name__ == "__main__":
+    main()
