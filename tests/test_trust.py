@@ -143,15 +143,19 @@ def test_a_float32_only_bug_stops_the_debug_trainer():
 
 def test_correct_float32_gradients_pass_on_raw_pixels():
     rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (16, 64)).astype(float)
-    Y = rng.integers(0, 2, (16, 1))
-    model = mdl.Sequential([mdl.Dense(64, 8), mdl.ReLU(), mdl.Dense(8, 1), mdl.Sigmoid()], seed=0,
-                           dtype=np.float32)
+    X = rng.integers(0, 256, (8, 12288)).astype(float)               # the cat network on raw pixels
+    Y = rng.integers(0, 2, (8, 1))
+    model = mdl.Sequential([mdl.Dense(12288, 20), mdl.ReLU(), mdl.Dense(20, 7), mdl.ReLU(), mdl.Dense(7, 5),
+                            mdl.ReLU(), mdl.Dense(5, 1), mdl.Sigmoid()], seed=0, dtype=np.float32)
     model.layers[0].params["W"] *= 1 / 255
     grads = model.gradients(X, Y)
     assert all(g.dtype == np.float32 for g in grads.values())
-    report = model.gradcheck(X, Y, grads=grads)
-    assert report.passed, str(report)
+    report = model.gradcheck(X, Y, grads=grads, scipy_check=False)
+    assert report.passed, report.summary()
+    # A real error is still caught where float32 resolves it (the output bias: float32 rounding of a
+    # sum of 8 terms); middle layers fed by 12,288 raw pixels are resolved only to a few percent.
+    grads["6.b"] = grads["6.b"] * np.float32(1.01)
+    assert model.gradcheck(X, Y, grads=grads, scipy_check=False).failed_parameters == ["6.b"]
 
 
 # ------------------------------------------------------------------ 5. frozen dropout

@@ -10,7 +10,10 @@ from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .engine import UNIT_ROUNDOFF, Evaluator, _call, _is_plain_dense
-from .noise import K_NOISE, backward_magnitudes, dtype_allowance, forward_magnitudes, judge, scipy_cross_check
+from .noise import (K_NOISE, SHIFT, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
+                    scipy_cross_check)
+
+UNIT_ROUNDOFF_32 = float(np.finfo(np.float32).eps) / 2
 from .report import GradCheckReport
 
 CONFIRM_ALL_MAX = 10_000    # check_gradient confirms every coordinate up to this size
@@ -192,21 +195,20 @@ def _curvature(groups, sizes, epsilon):
 def _magnitudes(ev):
     """Per parameter, the magnitudes of what backprop sums into its gradient, forward rounding included.
 
-    See ``forward_magnitudes`` and ``backward_magnitudes``. The forward sweep runs first on the
-    evaluator's cached activations; the backward sweep then reads each layer's cache, so the
-    forward of theta is run again in between.
+    See ``forward_magnitudes`` and ``backward_magnitudes`` (which run each layer's forward at the
+    cached activations before reading its cache).
     """
     net = ev.net
-    deltas = [np.abs(ev.X)]               # the input itself rounds to float32
+    deltas = [np.abs(ev.X.astype(np.float32) - ev.X) / UNIT_ROUNDOFF_32]   # the input's own rounding
     for layer, A, out in zip(ev.body, ev.acts, ev.acts[1:]):
         deltas.append(forward_magnitudes(layer, A.copy(), deltas[-1], out, ev.training))
-    net._run(ev.X.copy(), ev.body, ev.training)      # restore every layer's cache at theta
     out = ev.acts[-1]
-    # dL/dz = (1 - 2y) sigmoid(t) / m: relative rounding about u |z|, and sigmoid' <= 1/4 times z's own
-    M = np.abs(net.loss.dout(out, ev.Y, net.logit_head)) * (1 + np.abs(out)) + deltas[-1] / (4 * ev.m)
+    # The loss's gradient rounds by u of itself and moves with the logit's rounding.
+    dout = lambda o: net.loss.dout(o, ev.Y, net.logit_head)
+    M = np.abs(dout(out)) + np.abs(dout(out + SHIFT * deltas[-1]) - dout(out)) / SHIFT
     found = {}
     for i in reversed(range(len(ev.body))):
-        M, params = backward_magnitudes(ev.body[i], ev.acts[i], deltas[i], M, needs_dX=i > 0)
+        M, params = backward_magnitudes(ev.body[i], ev.acts[i], deltas[i], M, ev.training, needs_dX=i > 0)
         found.update({f"{i}.{pname}": value for pname, value in params.items()})
         if M is None:
             break
@@ -320,7 +322,8 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
     own = {"X": np.array(dX, dtype=np.float64), **{name: np.array(layer.grads[name], dtype=np.float64)
                                                    for name in layer.params}}
     if low:
-        dX_mag, param_mags = backward_magnitudes(layer, X, np.abs(X), np.abs(R))
+        delta = np.abs(X.astype(np.float32) - X) / UNIT_ROUNDOFF_32
+        dX_mag, param_mags = backward_magnitudes(layer, X, delta, np.abs(R), training)
         magnitudes = {"X": dX_mag, **param_mags}
     base_pattern = layer.kink_pattern(X)
     # J sums R * out: each term rounds by u of what it sums (|X| |W| + |b| for a Dense).

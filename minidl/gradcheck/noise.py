@@ -136,43 +136,57 @@ def confirm(g, slope, sigma, epsilon, allowance, base, evaluate):
 
 
 # ------------------------------------------------------------------ lower precision
+SHIFT = 2.0 ** -24     # relative shift used to measure first-order sensitivities
+
+
 def forward_magnitudes(layer, A, delta, out, training):
     """The rounding carried by ``layer``'s output, in units of u, from ``delta`` carried by its input ``A``.
 
-    A Dense sums ``|A| |W| + |b|`` and passes ``delta |W|`` on; other layers pass ``delta`` on
-    through their own forward (half the spread of ``f(A +- u delta)``) and round their ``out``.
+    A Dense rounds by about ``u (|A| |W| + |b|)`` (measured: up to 1.6 times that on float32 sums
+    of 5 to 12,288 terms) and passes its input's errors on as ``sqrt(delta^2 W^2)``: they come
+    from independent roundings, so their signs mix. Other layers pass ``delta`` on through their
+    own forward (half the spread of ``f(A +- s delta)`` over ``s``) and round their ``out``.
     """
     from ..layers import Dense
     if isinstance(layer, Dense):
-        W = np.abs(layer.params["W"])
-        return (delta + np.abs(A)) @ W + np.abs(layer.params["b"])
-    s = 2.0 ** -24
-    spread = np.abs(layer.forward(A + s * delta, training) - layer.forward(A - s * delta, training)) / (2 * s)
-    return spread + np.abs(out)
+        W = layer.params["W"]
+        return np.sqrt(np.square(delta) @ np.square(W)) + np.abs(A) @ np.abs(W) + np.abs(layer.params["b"])
+    spread = np.abs(layer.forward(A + SHIFT * delta, training) - layer.forward(A - SHIFT * delta, training))
+    return spread / (2 * SHIFT) + np.abs(out)
 
 
-def backward_magnitudes(layer, A, delta, M, needs_dX=True):
+def backward_magnitudes(layer, A, delta, M, training=False, needs_dX=True):
     """Magnitudes of what ``layer``'s backward sums, from the magnitude ``M`` of its incoming gradient.
 
     For a Dense: ``(|A| + delta)^T M`` for dW, ``sum M`` for db, ``M |W|^T`` for dX: the sums whose
     rounding a gradient carries (cancellation included), and the rounding ``delta`` (units of u)
-    that its input brings from the forward pass. Other layers: ``|backward(M)| (1 + |A|) + M (1 +
-    delta)``: an activation's derivative at a rounded input ``z`` is off by about ``u |z|``
-    relative, its formula (``1 - A**2``, ``A (1 - A)``) by about ``u`` absolute, which is all that
-    is left of a saturated unit's derivative, and by ``|f''| u delta`` from the forward rounding.
-    Uses the layer's cache from its last forward at ``A``. Returns ``(magnitude of dX or None,
-    {param: magnitude})``.
+    that its input brings from the forward pass. Other layers: ``|backward(M)| + M`` (the
+    derivative's formula, ``1 - A**2`` or ``A (1 - A)``, rounds by about u absolute, which is all
+    that is left of a saturated unit's derivative), plus how much backward moves when its input
+    moves by ``delta``, measured by running it again at ``A + s delta`` (zero for ReLU, whose
+    derivative does not move unless the unit crosses its kink). Leaves the layer's cache at ``A``.
+    Returns ``(magnitude of dX or None, {param: magnitude})``.
     """
     from ..layers import Dense
     if isinstance(layer, Dense):
         W = np.abs(layer.params["W"])
         return (M @ W.T if needs_dX else None), {"W": (np.abs(A) + delta).T @ M, "b": M.sum(axis=0)}
+    layer.forward(A.copy(), training)
     dX = layer.backward(M)
-    params = {name: np.abs(layer.grads[name]) for name in layer.params}
+    grads = {name: np.array(layer.grads[name]) for name in layer.params}
+    shifted = A + SHIFT * delta
+    layer.forward(shifted.copy(), training)
+    dX2 = layer.backward(M)
+    pattern, pattern2 = layer.kink_pattern(A), layer.kink_pattern(shifted)
+    same = np.ones(A.shape, dtype=bool) if pattern is None else pattern == pattern2
+    params = {name: np.abs(g) + np.abs(np.asarray(layer.grads[name]) - g) / SHIFT for name, g in grads.items()}
+    layer.forward(A.copy(), training)
     if dX is None:
         return None, params
-    dX = np.abs(dX)
-    return (dX * (1 + np.abs(A)) + M * (1 + delta) if dX.shape == M.shape else dX * (1 + np.abs(A) + delta)), params
+    moved = np.abs(dX2 - dX) / SHIFT
+    if moved.shape == same.shape:
+        moved = np.where(same, moved, 0.0)     # a unit crossing its kink is left out of the comparison
+    return np.abs(dX) + moved + (M if dX.shape == M.shape else 0.0), params
 
 
 def dtype_allowance(g, magnitude, dtype):
