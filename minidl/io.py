@@ -1,8 +1,27 @@
 """Checkpoints in HDF5: the architecture as plain config in attributes, arrays as datasets.
 
 Nothing is pickled. Writes go to a temporary file in the same folder, then ``os.replace``,
-so a crash never leaves a half-written checkpoint. A SHA-256 of the content is stored and
-verified on load, so a flipped bit is an error, not silently wrong weights.
+so a crash never leaves a half-written checkpoint; the file gets the permissions any new
+file of the user gets (``0o666`` less the umask).
+
+What loading a file guarantees, even a hostile one:
+
+* Integrity before parsing. The first 512 bytes (HDF5's user block, which HDF5 itself skips)
+  hold a header: a magic line, the length and the SHA-256 of everything after it. They are
+  checked from the raw bytes before HDF5 reads anything, so a flipped bit or a truncated copy
+  is a :class:`CheckpointError` and never reaches the HDF5 library (whose parser can spin
+  forever on some damaged metadata).
+* Bounded work. A file of N bytes can make ``load`` allocate about N bytes of arrays, plus the
+  model it declares, and the model it declares may hold at most N / itemsize parameters
+  (parameters are stored uncompressed), checked from the config before anything is built.
+  Only the datasets the format defines are read, each after its shape, dtype and storage
+  (no compression filters) are checked against the architecture.
+* Nothing runs. Layers are rebuilt from plain config by their class; unknown classes must be
+  named in ``custom_layers``.
+
+What it does not guarantee: that a file whose header was recomputed by someone else holds
+sensible weights (the checksum detects damage, not intent), or that a custom layer class you
+pass is safe to construct.
 """
 import contextlib
 import hashlib
@@ -18,7 +37,10 @@ from .losses import BinaryCrossEntropy
 from .optim import OPTIMIZERS, Optimizer
 
 FORMAT = "minidl-checkpoint"
-VERSION = 1
+VERSION = 2                  # 2: integrity header in the user block; 1: checksum attribute only (still read)
+HEADER_SIZE = 512            # HDF5's smallest user block
+MAGIC = b"minidl-checkpoint\n"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 LAYERS = {cls.__name__: cls for cls in (Dense, ReLU, Sigmoid, Tanh, Dropout)}
 
 
@@ -39,6 +61,9 @@ def atomic_path(path):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)      # mkstemp makes 0o600; a saved file gets what open() would give it
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -94,42 +119,130 @@ def save(model, path, optimizer=None, trainer_state=None, trainer_arrays=None):
     if trainer_state is not None:
         attrs["trainer"] = json.dumps(trainer_state)
     arrays.update({f"trainer/{k}": v for k, v in (trainer_arrays or {}).items()})
-    attrs["checksum"] = _checksum(attrs, arrays)
 
     import h5py
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for key, value in attrs.items():
-            f.attrs[key] = value
-        for key, value in arrays.items():
-            f.create_dataset(key, data=value)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", userblock_size=HEADER_SIZE) as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            for key, value in arrays.items():
+                f.create_dataset(key, data=value)
+        _sign(tmp)
 
 
-def _read(path):
+def _sign(path):
+    """Write the integrity header: magic, the length and the SHA-256 of everything after the header."""
+    with open(path, "rb+") as f:
+        f.seek(HEADER_SIZE)
+        digest, length = _digest(f)
+        header = MAGIC + f"length {length}\nsha256 {digest}\n".encode()
+        f.seek(0)
+        f.write(header.ljust(HEADER_SIZE, b"\0"))
+
+
+def _digest(f):
+    digest, length = hashlib.sha256(), 0
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+        length += len(block)
+    return digest.hexdigest(), length
+
+
+def _verify(path):
+    """Check the integrity header from the raw bytes; returns the format version (1 for old files)."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_SIZE)
+        if head.startswith(HDF5_SIGNATURE):
+            return 1       # written before the header existed; its checksum attribute is checked after parsing
+        if not head.startswith(MAGIC):
+            raise CheckpointError(f"{path} is not an HDF5 file or not a minidl checkpoint (empty, truncated or another "
+                                  f"format)")
+        lines = head[len(MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").splitlines()
+        fields = dict(line.split(" ", 1) for line in lines if " " in line)
+        digest, length = _digest(f)
+    if fields.get("length") != str(length) or fields.get("sha256") != digest or len(head) != HEADER_SIZE:
+        raise CheckpointError(f"{path} is corrupt or truncated: its content does not match its integrity header")
+    return VERSION
+
+
+def _read(path, custom_layers=None):
+    """Verify, then read the attributes and the datasets the format defines for the declared model.
+
+    Returns ``(attrs, arrays, model)``: the model is built from the config, then filled.
+    """
     import h5py
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is not a file")
+    version = _verify(path)
+    size = os.path.getsize(path)
     try:
-        if not h5py.is_hdf5(path):
-            raise CheckpointError(f"{path} is not an HDF5 file (empty, truncated or another format)")
         with h5py.File(path, "r") as f:
-            attrs = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in f.attrs.items()}
+            attrs = {str(key): (value.decode() if isinstance(value, bytes) else value) for key, value in f.attrs.items()}
             if attrs.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is an HDF5 file but not a minidl checkpoint "
                                       f"(attribute 'format' is {attrs.get('format')!r}, expected {FORMAT!r})")
-            arrays = {}
-            f.visititems(lambda key, obj: arrays.__setitem__(key, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+            if int(attrs.get("version", -1)) != version:
+                raise CheckpointError(f"{path} has checkpoint version {attrs.get('version')!r}; this minidl "
+                                      f"reads {VERSION} (and 1)")
+            config = json.loads(attrs["config"])
+            _check_size(config, size, path)
+            model = _build_model(config, custom_layers, path)
+            expected = _expected_arrays(model, attrs)
+            datasets = {}
+            f.visititems(lambda key, obj: datasets.__setitem__(key, obj) if isinstance(obj, h5py.Dataset) else None)
+            unknown = sorted(set(datasets) - set(expected))
+            if unknown:
+                raise CheckpointError(f"{path} holds the dataset {unknown[0]!r}, which is not part of a minidl "
+                                      f"checkpoint of this model")
+            arrays = {key: _read_dataset(datasets[key], shape, size, path) for key, shape in expected.items()
+                      if key in datasets}
     except CheckpointError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ValueError on damaged files
         raise CheckpointError(f"{path} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
-    stored = attrs.pop("checksum", None)
-    if not isinstance(stored, str) or _checksum(attrs, arrays) != stored:
-        raise CheckpointError(f"{path} is corrupt: its content does not match the stored checksum")
-    if int(attrs.get("version", -1)) != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {attrs.get('version')!r}; this minidl reads {VERSION}")
-    return attrs, arrays
+    if version == 1:
+        stored = attrs.pop("checksum", None)
+        if not isinstance(stored, str) or _checksum(attrs, arrays) != stored:
+            raise CheckpointError(f"{path} is corrupt: its content does not match the stored checksum")
+    return attrs, arrays, model
+
+
+def _check_size(config, size, path):
+    """Refuse a config that declares more parameters than a file of ``size`` bytes can hold."""
+    try:
+        itemsize = np.dtype(config["dtype"]).itemsize
+        n = sum(int(spec["config"]["n_in"]) * int(spec["config"]["n_out"]) + int(spec["config"]["n_out"])
+                for spec in config["layers"] if spec["class"] == "Dense")
+    except Exception as exc:
+        raise CheckpointError(f"{path} holds an unreadable configuration ({type(exc).__name__}: {exc})") from None
+    if n * itemsize > size:
+        raise CheckpointError(f"{path} declares a model of {n:,} parameters ({n * itemsize / 2 ** 30:.1f} GiB), "
+                              f"which a file of {size:,} bytes cannot hold")
+
+
+def _expected_arrays(model, attrs):
+    """Dataset name -> shape, for every array a checkpoint of ``model`` may hold."""
+    params = {name: value.shape for name, value in model.named_parameters()}
+    expected = {f"params/{name}": shape for name, shape in params.items()}
+    if "optimizer" in attrs:
+        expected.update({f"optimizer/{name}.{slot}": shape for name, shape in params.items() for slot in "mv"})
+    if "trainer" in attrs:
+        expected.update({f"trainer/{name}": shape for name, shape in params.items()})
+    return expected
+
+
+def _read_dataset(dataset, shape, size, path):
+    """Read one dataset after checking its shape, dtype and storage: what it allocates is bounded by the file."""
+    dtype = dataset.dtype
+    if dataset.shape != shape or dtype.kind != "f" or dtype.itemsize > 8:
+        raise CheckpointError(f"{path}: dataset {dataset.name.lstrip('/')} has shape {dataset.shape} and dtype "
+                              f"{dtype}; expected shape {shape} and a float dtype")
+    if dataset.compression is not None or dataset.scaleoffset is not None or dataset.nbytes > size:
+        raise CheckpointError(f"{path}: dataset {dataset.name.lstrip('/')} is compressed or larger than the file; "
+                              f"minidl never writes such datasets")
+    return dataset[()]
 
 
 def _build_model(config, custom_layers, path):
@@ -156,9 +269,8 @@ def load_checkpoint(path, custom_layers=None):
     if custom_layers is not None and (not isinstance(custom_layers, dict) or not all(
             isinstance(c, type) and issubclass(c, Layer) for c in custom_layers.values())):
         raise InputTypeError("custom_layers must be a dict mapping class names to Layer subclasses")
-    attrs, arrays = _read(path)
+    attrs, arrays, model = _read(path, custom_layers)
     try:
-        model = _build_model(json.loads(attrs["config"]), custom_layers, path)
         _copy_params(model, arrays, path)
         states = json.loads(attrs["rng"])
         for layer, state in zip(_dropouts(model), states):
@@ -198,6 +310,10 @@ def _copy_params(model, arrays, path):
         value[...] = arrays[f"params/{name}"]
 
 
+def _custom_classes(model):
+    return {type(layer).__name__: type(layer) for layer in model.layers if type(layer).__name__ not in LAYERS}
+
+
 def _describe(config):
     return ", ".join(f"{spec['class']}({', '.join(map(str, spec['config'].values()))})" for spec in config["layers"])
 
@@ -209,7 +325,7 @@ def _dropouts(model):
 def load_weights(model, path):
     """Copy the parameters saved at ``path`` into ``model``, which must have the same architecture."""
     path = _path(path)
-    attrs, arrays = _read(path)
+    attrs, arrays, _ = _read(path, _custom_classes(model))
     saved = json.loads(attrs["config"])
     mine = model.get_config()
     if saved["layers"] != mine["layers"]:

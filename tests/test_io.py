@@ -198,39 +198,31 @@ def test_bit_flip_in_the_weights_is_detected(tmp_path):
     damaged = bytearray(content)
     damaged[at + 5] ^= 0x10
     path.write_bytes(bytes(damaged))
-    with pytest.raises(mdl.CheckpointError, match="does not match the stored checksum"):
+    with pytest.raises(mdl.CheckpointError, match="does not match its integrity header"):
         mdl.load(path)
 
 
-FLIP_SCRIPT = textwrap.dedent("""
-    import sys, numpy as np, minidl as mdl
-    content = open(sys.argv[1], "rb").read()
-    rng = np.random.default_rng(0)
-    outcomes = {"error": 0, "identical": 0}
-    for trial in range(60):
-        damaged = bytearray(content)
-        at = int(rng.integers(len(content)))
-        damaged[at] ^= 1 << int(rng.integers(8))
-        open(sys.argv[2], "wb").write(bytes(damaged))
-        try:
-            model = mdl.load(sys.argv[2])
-        except mdl.CheckpointError:
-            outcomes["error"] += 1
-            continue
-        good = mdl.load(sys.argv[1])
-        same = all(np.array_equal(a, b) for (_, a), (_, b) in zip(model.named_parameters(), good.named_parameters()))
-        assert same and model.get_config() == good.get_config(), f"silently wrong weights after flipping byte {at}"
-        outcomes["identical"] += 1
-    print(outcomes)
-""")
-
-
-def test_random_bit_flips_give_an_error_or_the_exact_model_never_a_crash(tmp_path):
-    path, _ = saved(tmp_path)
-    result = subprocess.run([sys.executable, "-c", FLIP_SCRIPT, str(path), str(tmp_path / "flipped.h5")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "'error'" in result.stdout
+def test_a_version_1_checkpoint_still_loads(tmp_path):
+    """Files written before the integrity header (no user block, a checksum attribute) load as before."""
+    import json
+    from minidl.io import _checksum
+    model = mdl.Sequential([mdl.Dense(2, 3), mdl.ReLU(), mdl.Dropout(0.2), mdl.Dense(3, 1), mdl.Sigmoid()], seed=4)
+    attrs = {"format": "minidl-checkpoint", "version": 1, "config": json.dumps(model.get_config()),
+             "rng": json.dumps([model.layers[2].rng.bit_generator.state])}
+    arrays = {f"params/{name}": value for name, value in model.named_parameters()}
+    attrs["checksum"] = _checksum(attrs, arrays)
+    path = tmp_path / "v1.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(attrs)
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value)
+    loaded = mdl.load(path)
+    assert repr(loaded) == repr(model)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(loaded.named_parameters(), model.named_parameters()))
+    with h5py.File(path, "r+") as f:
+        f["params/0.b"][0] = 1.0
+    with pytest.raises(mdl.CheckpointError, match="does not match the stored checksum"):
+        mdl.load(path)
 
 
 def test_foreign_hdf5_file(tmp_path):

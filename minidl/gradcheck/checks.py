@@ -9,7 +9,7 @@ from ..errors import InputError, InputTypeError
 from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
-from .engine import UNIT_ROUNDOFF, Evaluator, _call, _is_plain_dense
+from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense
 from .noise import (K_NOISE, SHIFT, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
                     scipy_cross_check)
 

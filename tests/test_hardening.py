@@ -1,0 +1,153 @@
+"""Issue 12: hostile and corrupt checkpoints, file permissions, library misuse."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+import minidl as mdl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def xor_checkpoint(path):
+    X, Y = mdl.datasets.xor()
+    model = mdl.Sequential([mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=0)
+    trainer = mdl.Trainer(model, mdl.Adam(0.05), epochs=3, progress=False)
+    trainer.fit(X, Y)
+    trainer.save(path)
+    return model
+
+
+def run_isolated(code, timeout, memory_gib=3):
+    """Run ``code`` in a fresh interpreter with a cap on its address space; returns its stdout."""
+    prelude = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, ({memory_gib} << 30, {memory_gib} << 30))
+        import sys; sys.path.insert(0, {ROOT!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+# ------------------------------------------------------------------ corrupt files
+def test_every_byte_of_a_checkpoint_flipped_gives_an_error_or_the_exact_model(tmp_path):
+    """One bit flipped in every byte (bit i % 8 of byte i): never a hang, never a wrong model."""
+    path = tmp_path / "xor.h5"
+    xor_checkpoint(path)
+    out = run_isolated(f"""
+        import time, numpy as np, minidl as mdl
+        path = {str(path)!r}
+        data = open(path, "rb").read()
+        good = mdl.load(path)
+        errors = exact = 0
+        slowest = 0.0
+        for i in range(len(data)):
+            flipped = bytearray(data)
+            flipped[i] ^= 1 << (i % 8)
+            with open(path + ".flip", "wb") as f:
+                f.write(flipped)
+            start = time.perf_counter()
+            try:
+                model = mdl.load(path + ".flip")
+            except mdl.CheckpointError:
+                errors += 1
+            else:
+                same = all(np.array_equal(a, b) for (_, a), (_, b) in
+                           zip(model.named_parameters(), good.named_parameters()))
+                assert same and repr(model) == repr(good), f"byte {{i}}: a different model loaded"
+                exact += 1
+            slowest = max(slowest, time.perf_counter() - start)
+        print(len(data), errors, exact, slowest)
+    """, timeout=240)
+    size, errors, exact, slowest = out.split()
+    assert int(errors) + int(exact) == int(size) > 1000
+    assert int(errors) >= int(size) - 512           # only the header's unused padding may be flipped harmlessly
+    assert float(slowest) < 2.0
+
+
+def resign(path):
+    """Recompute the integrity header after editing a checkpoint, as an attacker could."""
+    from minidl.io import _sign
+    _sign(str(path))
+
+
+def test_a_compressed_dataset_bomb_is_not_read(tmp_path):
+    path = tmp_path / "bomb.h5"
+    xor_checkpoint(path)
+    with h5py.File(path, "r+") as f:          # 2e9 zeros in a few KB: chunks never written read as zeros
+        f.create_dataset("extra", shape=(2_000_000_000,), dtype="f8", chunks=(1 << 20,), compression="gzip")
+    resign(path)
+    assert os.path.getsize(path) < 64_000
+    out = run_isolated(f"""
+        import tracemalloc, minidl as mdl
+        tracemalloc.start()
+        try:
+            mdl.load({str(path)!r})
+        except mdl.CheckpointError as exc:
+            print("error:", exc)
+        print("peak", tracemalloc.get_traced_memory()[1])
+    """, timeout=60)
+    assert "error:" in out and "'extra'" in out and "not part of a minidl checkpoint" in out
+    assert int(out.split("peak")[-1]) < 20 << 20
+
+
+def test_a_config_declaring_a_huge_layer_is_rejected_before_allocating(tmp_path):
+    path = tmp_path / "huge.h5"
+    xor_checkpoint(path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["layers"][0]["config"].update(n_in=200000, n_out=100000)
+        config["layers"][2]["config"].update(n_in=100000)
+        f.attrs["config"] = json.dumps(config)
+    resign(path)
+    out = run_isolated(f"""
+        import tracemalloc, minidl as mdl
+        tracemalloc.start()
+        try:
+            mdl.load({str(path)!r})
+        except mdl.CheckpointError as exc:
+            print("error:", exc)
+        print("peak", tracemalloc.get_traced_memory()[1])
+    """, timeout=60)
+    assert "error:" in out and "20,000,200,001 parameters" in out, out
+    assert int(out.split("peak")[-1]) < 20 << 20
+
+
+def test_a_dataset_with_the_wrong_shape_is_rejected_before_reading(tmp_path):
+    path = tmp_path / "shape.h5"
+    xor_checkpoint(path)
+    with h5py.File(path, "r+") as f:
+        del f["params/0.W"]
+        f.create_dataset("params/0.W", data=np.zeros((3, 2)))
+    resign(path)
+    with pytest.raises(mdl.CheckpointError, match=r"params/0.W has shape \(3, 2\) and dtype float64; "
+                                                   r"expected shape \(2, 3\)"):
+        mdl.load(path)
+
+
+def test_an_unsigned_edit_is_caught_before_parsing(tmp_path):
+    path = tmp_path / "edit.h5"
+    xor_checkpoint(path)
+    with h5py.File(path, "r+") as f:
+        f["params/0.b"][0] = 1.0
+    with pytest.raises(mdl.CheckpointError, match="integrity header"):
+        mdl.load(path)
+
+
+# ------------------------------------------------------------------ permissions
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        xor_checkpoint(tmp_path / "a.h5")
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.h5").st_mode & 0o777 == os.stat(tmp_path / "plain.txt").st_mode & 0o777 == 0o644
