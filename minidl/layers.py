@@ -7,6 +7,7 @@ Shapes: rows are examples. A layer maps ``X`` of shape ``(m, n_in)`` to ``A`` of
 import numpy as np
 from scipy.special import expit
 
+from .errors import InputError
 from .validation import check_choice, check_float, check_int, check_seed
 
 
@@ -82,6 +83,14 @@ class Layer:
         """Width of the output for an input of width ``n_in``."""
         return n_in
 
+    def _cached(self, name):
+        """What ``forward`` cached for ``backward``; a clear error when forward has not run."""
+        value = getattr(self, name, None)
+        if value is None:
+            raise InputError(f"{type(self).__name__}.backward was called before forward: call forward(X) first, "
+                             f"which caches the {name} that backward needs")
+        return value
+
     def get_config(self):
         """Constructor arguments as plain data (``type(self)(**config)`` rebuilds the layer)."""
         return {}
@@ -152,7 +161,7 @@ class Dense(Layer):
         return Z
 
     def backward(self, dZ):
-        self.grads["W"] = self.X.T @ dZ      # dW = X^T dZ   (n_in, n_out)
+        self.grads["W"] = self._cached("X").T @ dZ      # dW = X^T dZ   (n_in, n_out)
         self.grads["b"] = dZ.sum(axis=0)     # db = sum_rows dZ   (n_out,)
         if not self.needs_dX:                # the first layer of a Sequential: nobody uses dX
             return None
@@ -182,7 +191,7 @@ class ReLU(Layer):
         return np.maximum(Z, 0)
 
     def backward(self, dA):
-        return dA * (self.Z > 0)
+        return dA * (self._cached("Z") > 0)
 
     def kink_pattern(self, Z):
         return Z > 0
@@ -202,7 +211,8 @@ class Sigmoid(Layer):
         return self.A
 
     def backward(self, dA):
-        return dA * self.A * (1 - self.A)
+        A = self._cached("A")
+        return dA * A * (1 - A)
 
 
 class Tanh(Layer):
@@ -215,7 +225,7 @@ class Tanh(Layer):
         return self.A
 
     def backward(self, dA):
-        return dA * (1 - self.A ** 2)
+        return dA * (1 - self._cached("A") ** 2)
 
 
 class Dropout(Layer):

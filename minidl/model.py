@@ -14,7 +14,7 @@ class Sequential:
     ----------
     layers : list of Layer
         Applied in order. The first Dense fixes the number of input features; the output
-        must have width 1 (the probability of class 1).
+        must have width 1 and be a Sigmoid (the probability of class 1).
     loss : BinaryCrossEntropy, optional
         Default ``BinaryCrossEntropy(l2=0.0)``.
     seed : int
@@ -88,6 +88,10 @@ class Sequential:
         if widths[-1] != 1:
             raise InputError(f"the last layer must output width 1 (one probability per example); "
                              f"received width {widths[-1]}")
+        if not isinstance(self.layers[-1], Sigmoid):
+            raise InputError(f"the last layer must be a Sigmoid (or a subclass): BinaryCrossEntropy needs "
+                             f"probabilities, and the loss is computed from the Sigmoid's input; received "
+                             f"{self.layers[-1]!r}. Append mdl.Sigmoid() to the layers")
         return n_features, widths
 
     # ----------------------------------------------------------------------- modes
@@ -158,6 +162,15 @@ class Sequential:
         out = self._run(X, self.body, training)
         A = self.layers[-1].forward(out, training) if self.logit_head else out
         return self._objective(out, Y), float(np.mean((A >= 0.5) == (Y == 1)))
+
+    def evaluate(self, X, Y):
+        """``(cost, accuracy)`` on ``(X, Y)`` from one forward pass, dropout off (Keras' ``evaluate``).
+
+        The cost includes the L2 term; accuracy is the fraction of examples whose prediction
+        (probability >= 0.5) equals the label.
+        """
+        X, Y = self._check_XY(X, Y)
+        return self._evaluate(X, Y)
 
     def cost(self, X, Y):
         """Total cost ``J`` (cross-entropy plus the L2 term), dropout off, as a float."""

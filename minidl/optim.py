@@ -1,7 +1,7 @@
 """Optimizers that update a model's parameters in place from its last backward pass."""
 import numpy as np
 
-from .errors import InputTypeError
+from .errors import InputError, InputTypeError
 from .validation import check_float
 
 
@@ -19,6 +19,11 @@ class Optimizer:
 
     def step(self, model):
         """Update each parameter of ``model`` in place with the gradients of its last backward."""
+        for i, layer in enumerate(model.layers):
+            missing = [name for name in layer.params if name not in layer.grads]
+            if missing:
+                raise InputError(f"no gradients for {i}.{missing[0]}: call model.backward(X, Y) before "
+                                 f"optimizer.step(model)")
         self.t += 1
         for (name, param), (_, grad) in zip(model.named_parameters(), model.named_gradients()):
             param -= self._delta(name, grad).astype(param.dtype, copy=False)

@@ -150,6 +150,11 @@ class Trainer:
             bar.close()
         return self.history
 
+    @property
+    def best_epoch(self):
+        """With early stopping: the epoch (1-based) whose weights are kept, i.e. the lowest validation cost."""
+        return None if self._best is None else self._best[1]
+
     def _record(self, X, Y, prefix):
         cost, accuracy = self.model._evaluate(X, Y)
         self.history[prefix + "cost"].append(cost)

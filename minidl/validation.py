@@ -100,8 +100,9 @@ def check_float(value, name, low=None, high=None, low_inclusive=True, high_inclu
     below = low is not None and (value < low if low_inclusive else value <= low)
     above = high is not None and (value > high if high_inclusive else value >= high)
     if not np.isfinite(value) or below or above:
-        interval = (("[" if low_inclusive else "(") + ("-inf" if low is None else f"{low:g}") + ", "
-                    + ("inf" if high is None else f"{high:g}") + ("]" if high_inclusive else ")"))
+        # an infinite end is never part of the interval: "(0, inf)", not "(0, inf]"
+        interval = (("(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}") + ", "
+                    + ("inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")))
         raise InputError(f"{name} must be a finite number in {interval}; received {name}={value!r}")
     return value
 

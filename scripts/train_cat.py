@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 import minidl as mdl
+from minidl import cli
 
 DEFAULTS = dict(layers="20,7,5", epochs=100, lr=1e-3, l2=0.3, dropout=0.0, batch_size=32, seed=0)
 
@@ -18,28 +19,35 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("MINIDL_DATA_DIR") or None,
-                        help="folder with train_catvnoncat.h5 and test_catvnoncat.h5 (default: $MINIDL_DATA_DIR)")
+                        help="folder with train_catvnoncat.h5 and test_catvnoncat.h5 "
+                             "(default: %(default)s, from $MINIDL_DATA_DIR)")
     parser.add_argument("--download", action="store_true", help="fetch the files into --data-dir if missing")
     parser.add_argument("--layers", default=DEFAULTS["layers"], help="hidden layer widths, comma-separated")
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="passes over the training set")
-    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate")
-    parser.add_argument("--l2", type=float, default=DEFAULTS["l2"], help="L2 regularization strength")
-    parser.add_argument("--dropout", type=float, default=DEFAULTS["dropout"],
+    parser.add_argument("--epochs", type=cli.positive_int, default=DEFAULTS["epochs"],
+                        help="passes over the training set")
+    parser.add_argument("--lr", type=cli.positive_float, default=DEFAULTS["lr"], help="Adam learning rate")
+    parser.add_argument("--l2", type=cli.non_negative_float, default=DEFAULTS["l2"],
+                        help="L2 regularization strength")
+    parser.add_argument("--dropout", type=cli.fraction, default=DEFAULTS["dropout"],
                         help="dropout rate after the first hidden layer")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="mini-batch size")
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the model and the trainer")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=DEFAULTS["batch_size"], help="mini-batch size")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=DEFAULTS["seed"],
+                        help="seed of the model and the trainer")
     parser.add_argument("--no-center", action="store_true",
                         help="train on raw pixels instead of pixels minus the training set's mean image")
-    parser.add_argument("--float32", action="store_true", help="train in float32 (the checks still run in float64)")
-    parser.add_argument("--val-split", type=float, default=0.0,
+    parser.add_argument("--float32", action="store_true",
+                        help="train in float32 (checked in float64, and float32 backprop against float64)")
+    parser.add_argument("--val-split", type=cli.fraction, default=0.0,
                         help="fraction of the training set held out for validation (0: none)")
-    parser.add_argument("--patience", type=int, default=None,
+    parser.add_argument("--patience", type=cli.positive_int, default=None,
                         help="early stopping: epochs without validation improvement (needs --val-split)")
     parser.add_argument("--debug", action="store_true",
                         help="check every gradient coordinate before training and after --gradcheck-after steps")
-    parser.add_argument("--gradcheck-after", type=int, default=100, help="steps before the second check")
-    parser.add_argument("--save", metavar="PATH", help="write the trained model to this HDF5 file")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of the cost and accuracy curves (needs matplotlib)")
+    parser.add_argument("--gradcheck-after", type=cli.positive_int, default=100, help="steps before the second check")
+    parser.add_argument("--save", metavar="PATH", type=cli.output_path,
+                        help="write the trained model to this HDF5 file")
+    parser.add_argument("--plot", metavar="PATH", type=cli.output_path,
+                        help="write a PNG of the cost and accuracy curves (needs matplotlib: pip install -e '.[plot]')")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -120,17 +128,26 @@ def main(argv=None):
     # switching on or off together; it is folded into the first bias after training, so the model that is
     # evaluated and saved takes raw pixels: (X - mu) @ W + b = X @ W + (b - mu @ W).
     mu = np.zeros(X_train.shape[1]) if args.no_center else X_train.mean(axis=0)
+    initial_cost = model.cost(X_train - mu, Y_train)
     try:
         history = trainer.fit(X_train - mu, Y_train,
                               validation=None if validation is None else (validation[0] - mu, validation[1]))
     except mdl.GradientCheckError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except mdl.NonFiniteError:
+        return cli.say_diverged(initial_cost, float("nan"), args.lr, where=f"step {trainer.step + 1}")
+    if cli.diverged(initial_cost, history):
+        return cli.say_diverged(initial_cost, history["cost"][-1], args.lr)
     first = model.layers[0].params
     first["b"] -= (mu @ first["W"]).astype(first["b"].dtype)
-    train_accuracy = float(np.mean(model.predict(X_train) == Y_train))
-    test_accuracy = float(np.mean(model.predict(X_test) == Y_test))
-    print(f"epochs {len(history['cost'])}  cost {history['cost'][-1]:.4f}  "
+    stopped = cli.early_stopping_line(trainer)
+    if stopped:
+        print(stopped)
+    # The metrics of the model that is kept (after early stopping: the best epoch's weights).
+    cost, train_accuracy = model.evaluate(X_train, Y_train)
+    test_accuracy = model.evaluate(X_test, Y_test)[1]
+    print(f"epochs {len(history['cost'])}  cost {cost:.4f}  "
           f"train accuracy {train_accuracy:.1%}  test accuracy {test_accuracy:.1%}")
     if args.save:
         model.save(args.save)

@@ -6,23 +6,25 @@
 import argparse
 import sys
 
-
 import minidl as mdl
+from minidl import cli
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=500, help="passes over the 4 examples (one update each)")
-    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    parser.add_argument("--l2", type=float, default=0.0, help="L2 regularization strength")
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate after the hidden layer")
-    parser.add_argument("--hidden", type=int, default=4, help="hidden units")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the model and the trainer")
+    parser.add_argument("--epochs", type=cli.positive_int, default=500,
+                        help="passes over the 4 examples (one update each)")
+    parser.add_argument("--lr", type=cli.positive_float, default=0.05, help="Adam learning rate")
+    parser.add_argument("--l2", type=cli.non_negative_float, default=0.0, help="L2 regularization strength")
+    parser.add_argument("--dropout", type=cli.fraction, default=0.0, help="dropout rate after the hidden layer")
+    parser.add_argument("--hidden", type=cli.positive_int, default=4, help="hidden units")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the model and the trainer")
     parser.add_argument("--debug", action="store_true",
                         help="check the gradients before training and after --gradcheck-after steps")
-    parser.add_argument("--gradcheck-after", type=int, default=100, help="steps before the second check")
-    parser.add_argument("--save", metavar="PATH", help="write the trained model to this HDF5 file")
+    parser.add_argument("--gradcheck-after", type=cli.positive_int, default=100, help="steps before the second check")
+    parser.add_argument("--save", metavar="PATH", type=cli.output_path,
+                        help="write the trained model to this HDF5 file")
     return parser
 
 
@@ -40,13 +42,18 @@ def main(argv=None):
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     print(model)
+    initial_cost = model.cost(X, Y)
     try:
         history = trainer.fit(X, Y)
     except mdl.GradientCheckError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except mdl.NonFiniteError:
+        return cli.say_diverged(initial_cost, float("nan"), args.lr, where=f"step {trainer.step + 1}")
     for step, report in history["gradchecks"]:
         print(f"\n--- gradient check at step {step} ---\n{report}")
+    if cli.diverged(initial_cost, history):
+        return cli.say_diverged(initial_cost, history["cost"][-1], args.lr)
     A = model.forward(X)
     print(f"\nafter {args.epochs} epochs: cost {history['cost'][-1]:.4f}, accuracy {history['accuracy'][-1]:.0%}")
     for x, y, a in zip(X, Y, A):

@@ -151,3 +151,59 @@ def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "a.h5").st_mode & 0o777 == os.stat(tmp_path / "plain.txt").st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------------ library misuse
+@pytest.mark.parametrize("layers, received", [
+    (lambda: [mdl.Dense(2, 1)], "Dense(2, 1)"),
+    (lambda: [mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.ReLU()], "ReLU()"),
+])
+def test_a_model_must_end_in_a_sigmoid(layers, received):
+    with pytest.raises(mdl.InputError, match=r"the last layer must be a Sigmoid .*; received " + received.replace(
+            "(", r"\(").replace(")", r"\)")):
+        mdl.Sequential(layers())
+
+
+def test_a_sigmoid_subclass_may_end_a_model():
+    class MySigmoid(mdl.Sigmoid):
+        pass
+    assert mdl.Sequential([mdl.Dense(2, 1), MySigmoid()]).n_params == 3
+
+
+@pytest.mark.parametrize("optimizer", [mdl.SGD(), mdl.Momentum(), mdl.Adam()])
+def test_an_optimizer_step_before_any_backward_says_what_to_do(optimizer):
+    model = mdl.Sequential([mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()])
+    before = [v.copy() for _, v in model.named_parameters()]
+    with pytest.raises(mdl.InputError, match=r"no gradients for 0.W: call model.backward\(X, Y\) before "
+                                             r"optimizer.step\(model\)"):
+        optimizer.step(model)
+    assert all(np.array_equal(a, v) for a, (_, v) in zip(before, model.named_parameters()))
+
+
+@pytest.mark.parametrize("layer", [mdl.Tanh(), mdl.Sigmoid(), mdl.ReLU(), mdl.Dense(2, 2)])
+def test_backward_before_forward_says_what_to_do(layer):
+    with pytest.raises(mdl.InputError, match=rf"{type(layer).__name__}.backward was called before forward"):
+        layer.backward(np.ones((3, 2)))
+
+
+def test_evaluate_gives_cost_and_accuracy():
+    X, Y = mdl.datasets.xor()
+    model = mdl.Sequential([mdl.Dense(2, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()], seed=0)
+    cost, accuracy = model.evaluate(X, Y)
+    assert cost == model.cost(X, Y)
+    assert accuracy == float(np.mean(model.predict(X) == Y))
+    with pytest.raises(mdl.InputError, match="X has 3 features per example, but 2 were expected"):
+        model.evaluate(np.ones((4, 3)), Y)
+
+
+def test_an_open_interval_is_printed_as_one():
+    with pytest.raises(mdl.InputError, match=r"lr must be a finite number in \(0, inf\); received lr=-1.0"):
+        mdl.Adam(lr=-1)
+
+
+def test_the_readme_layer_snippet_runs_as_written(tmp_path, monkeypatch):
+    text = open(os.path.join(ROOT, "README.md")).read()
+    snippet = text.split("## Writing your own layer")[1].split("```python")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile("import numpy as np\nimport minidl as mdl\n" + snippet, "README.md", "exec"), {})
+    assert (tmp_path / "model.h5").exists()

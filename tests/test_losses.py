@@ -74,7 +74,7 @@ def test_from_logits_equals_from_probabilities_where_both_are_accurate():
 
 @pytest.mark.parametrize("l2", [-0.1, float("inf"), float("nan")])
 def test_l2_must_be_non_negative_and_finite(l2):
-    with pytest.raises(mdl.InputError, match=r"l2 must be a finite number in \[0, inf\]; received l2="):
+    with pytest.raises(mdl.InputError, match=r"l2 must be a finite number in \[0, inf\); received l2="):
         mdl.BinaryCrossEntropy(l2=l2)
 
 

@@ -73,7 +73,7 @@ def test_state_dict_round_trip():
 
 
 @pytest.mark.parametrize("factory, message", [
-    (lambda: mdl.SGD(0), r"lr must be a finite number in \(0, inf\]; received lr=0.0"),
+    (lambda: mdl.SGD(0), r"lr must be a finite number in \(0, inf\); received lr=0.0"),
     (lambda: mdl.Adam(lr="fast"), "lr must be a real number; received str 'fast'"),
     (lambda: mdl.Momentum(0.1, beta=1.0), r"beta must be a finite number in \[0, 1\); received beta=1.0"),
     (lambda: mdl.Adam(beta2=-0.5), r"beta2 must be a finite number in \[0, 1\)"),

@@ -44,10 +44,13 @@ def test_train_xor_help():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--lr", "-1"], "lr must be a finite number in (0, inf]; received lr=-1.0"),
-    (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
-    (["--dropout", "1.5"], "rate must be a finite number in [0, 1); received rate=1.5"),
-    (["--hidden", "0"], "n_out must be >= 1; received n_out=0"),
+    (["--lr", "-1"], "argument --lr: must be a finite number > 0; received -1"),
+    (["--lr", "inf"], "argument --lr: must be a finite number > 0; received inf"),
+    (["--epochs", "many"], "argument --epochs: must be an integer >= 1; received 'many'"),
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1; received 0"),
+    (["--dropout", "1.5"], "argument --dropout: must be a number in [0, 1); received 1.5"),
+    (["--hidden", "0"], "argument --hidden: must be an integer >= 1; received 0"),
+    (["--save", "/missing/dir/x.h5"], "argument --save: the folder /missing/dir does not exist"),
 ])
 def test_train_xor_bad_arguments_exit_2(args, message):
     result = run("train_xor.py", *args)
@@ -88,7 +91,13 @@ def test_train_cat_missing_data_exits_2(tmp_path):
     (["--layers", "20,x"], "--layers must be comma-separated integers such as 20,7,5; received '20,x'"),
     (["--layers", "20,0"], "--layers must list positive widths"),
     (["--patience", "3"], "--patience needs --val-split"),
-    (["--l2", "-2"], "l2 must be a finite number in [0, inf]; received l2=-2.0"),
+    (["--l2", "-2"], "argument --l2: must be a finite number >= 0; received -2"),
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1; received 0"),
+    (["--dropout", "1"], "argument --dropout: must be a number in [0, 1); received 1"),
+    (["--layers", "20,0,5"], "--layers must list positive widths"),
+    (["--save", "/missing/dir/cat.h5"], "argument --save: the folder /missing/dir does not exist"),
+    (["--plot", "/missing/curves.png"], "argument --plot: the folder /missing does not exist"),
+    (["--val-split", "1.0"], "argument --val-split: must be a number in [0, 1); received 1.0"),
 ])
 def test_train_cat_bad_arguments_exit_2(cat_dir, args, message):
     result = run("train_cat.py", "--data-dir", cat_dir, *args)
@@ -96,5 +105,37 @@ def test_train_cat_bad_arguments_exit_2(cat_dir, args, message):
 
 
 def test_train_cat_help():
-    result = run("train_cat.py", "--help")
+    result = run("train_cat.py", "--help", env={"MINIDL_DATA_DIR": "/some/folder"})
     assert result.returncode == 0 and "--data-dir" in result.stdout and "--plot" in result.stdout
+    help_of_data_dir = result.stdout.split("\n  --data-dir")[1].split("--download")[0]
+    assert help_of_data_dir.count("default") == 1 and "/some/folder" in help_of_data_dir
+    assert "pip install -e '.[plot]'" in result.stdout
+
+
+def test_bad_arguments_are_refused_before_any_training(tmp_path):
+    result = run("train_cat.py", "--data-dir", str(tmp_path), "--save", str(tmp_path / "no" / "x.h5"))
+    assert result.returncode == 2 and "argument --save" in result.stderr   # before even looking for the data
+
+
+def test_a_diverging_run_says_so_and_fails():
+    result = run("train_xor.py", "--lr", "1e6", "--epochs", "50")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "diverged" in result.stderr and "--lr" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_nan_run_says_so_without_a_traceback():
+    result = run("train_xor.py", "--lr", "1e300", "--epochs", "50")
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert "diverged" in result.stderr and "--lr" in result.stderr
+
+
+def test_train_cat_reports_early_stopping(cat_dir):
+    result = run("train_cat.py", "--data-dir", cat_dir, "--val-split", "0.2", "--patience", "3", "--epochs", "60",
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "stopped early after epoch" in out and "no validation improvement for 3 epochs" in out
+    kept = int(out.split("kept the weights of epoch ")[1].split()[0])
+    stopped = int(out.split("stopped early after epoch ")[1].split(":")[0])
+    assert stopped == kept + 3
+    assert "validation cost" in out and "test accuracy" in out

@@ -1,0 +1,107 @@
+"""What the scripts share: argument types that name the flag, and how a run ends.
+
+An argparse ``type=`` that raises ``argparse.ArgumentTypeError`` makes argparse print
+``argument --epochs: must be an integer >= 1; received 0`` and exit with status 2, before
+any data is loaded or any training starts.
+"""
+import argparse
+import math
+import os
+import sys
+
+DIVERGED = 3       # exit status of a run whose cost blew up
+
+
+def _number(text, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        return None
+    return value if kind is int or math.isfinite(value) else None
+
+
+def positive_int(text):
+    """An integer >= 1 (epochs, widths, batch sizes, patience)."""
+    value = _number(text, int)
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; received {_shown(text, value)}")
+    return value
+
+
+def non_negative_int(text):
+    """An integer >= 0 (seeds)."""
+    value = _number(text, int)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; received {_shown(text, value)}")
+    return value
+
+
+def positive_float(text):
+    """A finite number > 0 (learning rates)."""
+    value = _number(text, float)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; received {_shown(text, value)}")
+    return value
+
+
+def non_negative_float(text):
+    """A finite number >= 0 (L2 strength)."""
+    value = _number(text, float)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; received {_shown(text, value)}")
+    return value
+
+
+def fraction(text):
+    """A number in [0, 1) (dropout rates, validation splits)."""
+    value = _number(text, float)
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); received {_shown(text, value)}")
+    return value
+
+
+def output_path(text):
+    """A file path whose folder exists and is writable: checked before training, not after."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name inside it")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
+    return text
+
+
+def _shown(text, value):
+    """The argument as typed: a number as is (``-1``, ``inf``), anything else quoted (``'many'``)."""
+    try:
+        float(text)
+    except ValueError:
+        return repr(text)
+    return text
+
+
+def early_stopping_line(trainer):
+    """One line saying when training stopped early and which epoch's weights were kept, or None."""
+    if not trainer.stopped_early:
+        return None
+    kept = trainer.best_epoch
+    history = trainer.history
+    return (f"stopped early after epoch {trainer.epoch}: no validation improvement for {trainer.patience} epochs; "
+            f"kept the weights of epoch {kept} (validation cost {history['val_cost'][kept - 1]:.4f}, "
+            f"validation accuracy {history['val_accuracy'][kept - 1]:.1%})")
+
+
+def diverged(initial_cost, history):
+    """True when the final training cost is not finite or ten times the cost before training."""
+    final = history["cost"][-1] if history["cost"] else initial_cost
+    return not math.isfinite(final) or final > 10 * initial_cost
+
+
+def say_diverged(initial_cost, final, lr, where=None):
+    """Print why a run failed to the user, and return the exit status."""
+    what = f"became {final}" if where is None else f"became {final} at {where}"
+    if where is None and math.isfinite(final):
+        what = f"went from {initial_cost:.4g} before training to {final:.4g}"
+    print(f"training diverged: the cost {what}; lower --lr (now {lr:g})", file=sys.stderr)
+    return DIVERGED
