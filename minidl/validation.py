@@ -5,6 +5,7 @@ raises an :mod:`minidl.errors` exception whose message names the argument, what 
 expected and what came. Internals trust their inputs and do not check again.
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -36,7 +37,9 @@ def check_array(value, name, ndim=2, n_columns=None, dtype=np.float64, allow_emp
     if isinstance(value, (str, bytes)) or value is None:
         raise InputTypeError(f"{name} must be a numeric array; received {_describe(value)}")
     try:
-        array = np.asarray(value)
+        with warnings.catch_warnings():      # NumPy < 1.24 warns and makes an object array of a ragged list
+            warnings.simplefilter("error")
+            array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise InputTypeError(f"{name} must be a numeric array; received {type(value).__name__} "
                              f"that NumPy cannot convert ({exc})") from None
