@@ -185,7 +185,9 @@ def test_the_unmutated_network_passes():
 @pytest.mark.parametrize("where, bug, expected", LAYER_MUTANTS, ids=[m[1] for m in LAYER_MUTANTS])
 def test_layer_mutant_is_caught_and_located(where, bug, expected):
     report = network(where, bug).gradcheck(X, Y, dropout="frozen", scipy_check=False)
-    caught = not report.passed and set(report.failed_parameters) == expected
+    # located twice: by the failing parameters, and by the diagnosis isolating exactly this layer
+    caught = (not report.passed and set(report.failed_parameters) == expected
+              and {finding.layer for finding in report.diagnosis} == {where})
     assert record(f"layer {where}: {bug}", caught), str(report)
     assert report.suspects[0] <= where <= report.suspects[-1]
 

@@ -9,6 +9,7 @@ from ..errors import InputError, InputTypeError
 from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
+from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense
 from .noise import (K_NOISE, SHIFT, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
                     scipy_cross_check)
@@ -165,8 +166,10 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         scipy_info = scipy_cross_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed, sigma, curvature,
                                        passed)
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
-    return GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
-                           layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check)
+    report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
+                             layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check)
+    report.diagnosis, report.isolation = diagnose_model(ev, report, grads is not None, seed)
+    return report
 
 
 def _column_order(flat, array):
@@ -361,7 +364,13 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
         if training and isinstance(layer, Dropout):
             layer32.fixed_mask = layer.fixed_mask
         dtype_check = _layer_dtype_check(layer32, X, R, training, own, magnitudes)
-    return GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check)
+    report = GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check)
+    if not report.passed:
+        context = {"X": X, "upstream": R, "dropout": isinstance(layer, Dropout),
+                   "keep_prob": layer.keep_prob if isinstance(layer, Dropout) else None,
+                   "W_layer": layer.params.get("W") if isinstance(layer, Dense) else None}
+        report.diagnosis = diagnose_groups(groups, f"{layer!r} backward", context)
+    return report
 
 
 def _layer_copy(layer, dtype):
@@ -453,4 +462,6 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0):
         scipy_info = scipy_cross_check(lambda t: value(t.reshape(theta.shape)), g.ravel(), theta.ravel().copy(),
                                        check_seed(seed), roundoff[0] * abs(J0), curvature,
                                        not group["wrong"].any())
-    return GradCheckReport([group], epsilon, scipy_info=scipy_info, title="J(theta)")
+    report = GradCheckReport([group], epsilon, scipy_info=scipy_info, title="J(theta)")
+    report.diagnosis = diagnose_groups([group], "dJ") if not report.passed else []
+    return report

@@ -33,6 +33,14 @@ class GradCheckReport:
     dtype_check : dict or None
         For float32 models and layers: ``{"dtype", "wrong": {name: count}, "passed"}``, the
         model's own float32 backprop against its float64 backprop at the same weights.
+    diagnosis : list of Finding
+        Empty when the check passed. Otherwise one finding per wrong quantity: the function
+        (``finding.function``, ``finding.layer``), the quantity, the kind of mistake when one
+        fits (``finding.kind``: "factor", "zero", "l2", "transposed", "element", "row", "column",
+        "range", ...; None when none does), the fitted numbers and a sentence
+        (``finding.message``). See :mod:`minidl.gradcheck.diagnose`.
+    isolation : str or None
+        For a failed model check: which functions are wrong and that every other one is right.
     epsilon, rtol : float
     """
 
@@ -45,6 +53,8 @@ class GradCheckReport:
         self.scipy = self.scipy_info.get("value")
         self.title = title
         self.dtype_check = dtype_check
+        self.diagnosis = []
+        self.isolation = None
         for group in groups:
             keep = ~group["kink"]
             group["difference"] = _difference(group["analytic"][keep], group["numeric"][keep])
@@ -169,6 +179,8 @@ class GradCheckReport:
                 line += f"; worst {name}{list(index)}: analytic {g:.6g}, numeric {n:.6g}"
             if self.dtype_check and not self.dtype_check["passed"]:
                 line += f"; {self.dtype_check['dtype']} backprop differs from float64"
+            if self.diagnosis:
+                line += f"; diagnosis: {self.diagnosis[0].message}"
         if self.scipy_info:
             line += "; scipy " + ("agrees" if self.scipy_info["agrees"] else "DISAGREES")
         return line
@@ -180,6 +192,11 @@ class GradCheckReport:
         status = "PASSED" if self.passed else "FAILED"
         out = [f"Gradient check of {self.title}: {status}   difference {self.difference:.2e} "
                f"({self.verdict()}) over {self.n_checked:,} coordinates, epsilon {self.epsilon:g}, float64"]
+        if self.isolation or self.diagnosis:
+            out.append("diagnosis:")
+            if self.isolation:
+                out.append(f"  isolated: {self.isolation}")
+            out += [f"  - {finding.message}" for finding in self.diagnosis]
         rows = [("parameter", "shape", "checked", "difference", "flagged", "wrong", "verdict")]
         for grp in self.groups:
             rows.append((grp["name"], str(grp["shape"]), f"{grp['index'].size:,}",
