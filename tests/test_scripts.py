@@ -139,3 +139,12 @@ def test_train_cat_reports_early_stopping(cat_dir):
     stopped = int(out.split("stopped early after epoch ")[1].split(":")[0])
     assert stopped == kept + 3
     assert "validation cost" in out and "test accuracy" in out
+
+
+def test_find_the_bug_names_both_of_the_courses_mistakes():
+    result = run("find_the_bug.py")
+    assert result.returncode == 0, result.stderr
+    assert "layer 2 (MyDense) backward: W is 2 times the right value (fitted factor 2)" in result.stdout
+    assert "layer 0 (MyDense) backward: b is 4 times the right value (fitted factor 4)" in result.stdout
+    fixed = run("find_the_bug.py", "--fixed")
+    assert fixed.returncode == 0 and "PASSED" in fixed.stdout and "diagnosis" not in fixed.stdout

@@ -11,7 +11,7 @@ from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense
-from .noise import (K_NOISE, SHIFT, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
+from .noise import (K_NOISE, SHIFT, SPOT_CHECK, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
                     scipy_cross_check)
 
 UNIT_ROUNDOFF_32 = float(np.finfo(np.float32).eps) / 2
@@ -148,12 +148,13 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         def evaluate(positions, h, k_body=k_body, layer=layer, pname=pname, array=array, flat=flat):
             chosen = flat[positions]
             order = np.argsort(chosen % array.shape[-1], kind="stable")     # runs of one column
-            out = ev.central(k_body, layer, pname, array, chosen[order], h, method)
+            out = ev.central(k_body, layer, pname, array, chosen[order], np.asarray(h)[order], method)
             undo = np.empty_like(order)
             undo[order] = np.arange(order.size)
             return tuple(a[undo] for a in out)
 
-        groups.append(judge(group, epsilon, evaluate))
+        spot = _spot(group, array) if pname == "W" and _is_plain_dense(layer) else None   # same for both methods
+        groups.append(judge(group, epsilon, evaluate, spot=spot))
     bar.close()
 
     scipy_info = None
@@ -170,6 +171,15 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                              layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check)
     report.diagnosis, report.isolation = diagnose_model(ev, report, grads is not None, seed)
     return report
+
+
+def _spot(group, array):
+    """Spot-check positions of a Dense W: the largest gradients of one column (one engine pass per step)."""
+    g = np.where(group["kink"], 0.0, np.abs(group["analytic"]))
+    cols = group["index"] % array.shape[-1]
+    column = cols[int(np.argmax(g))]
+    inside = np.flatnonzero(cols == column)
+    return inside[np.argsort(-g[inside], kind="stable")[:SPOT_CHECK]]
 
 
 def _column_order(flat, array):
@@ -340,11 +350,12 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
     J0 = J()
 
     def evaluate(array, on_input, flat, h):
+        h = np.broadcast_to(h, flat.shape)
         fp, fm, kink = np.empty(flat.size), np.empty(flat.size), np.zeros(flat.size, dtype=bool)
         for b, f in enumerate(flat):
             old = array.flat[f]
             for s, into in ((1, fp), (-1, fm)):
-                array.flat[f] = old + s * h
+                array.flat[f] = old + s * h[b]
                 into[b] = J() - J0
                 if on_input and base_pattern is not None:
                     kink[b] |= bool(np.any(layer.kink_pattern(X) != base_pattern))
@@ -441,12 +452,13 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0):
     J0 = value(theta)
 
     def evaluate(positions, h):
+        h = np.broadcast_to(h, positions.shape)
         fp, fm = np.empty(positions.size), np.empty(positions.size)
         for b, f in enumerate(positions):
             old = theta.flat[f]
-            theta.flat[f] = old + h
+            theta.flat[f] = old + h[b]
             fp[b] = value(theta) - J0
-            theta.flat[f] = old - h
+            theta.flat[f] = old - h[b]
             fm[b] = value(theta) - J0
             theta.flat[f] = old
         return fp, fm, np.zeros(positions.size, dtype=bool)

@@ -107,7 +107,11 @@ def _positionwise(name, layer, X, dA, analytic, training):
     fp, fm, kink = evaluate(STEP)
     # In units of the relative step the derivative is dJ/dX (1 + |X|); divided back below.
     flat_scale = scale.ravel()
-    wrong, kink2, numeric, _ = confirm(g * flat_scale, 0.0, sigma, STEP, 0.0, (fp, fm, kink), evaluate)
+    def at_steps(hs):
+        out = [evaluate(h) for h in hs]
+        return tuple(np.array([o[i] for o in out]) for i in range(3))
+
+    wrong, kink2, numeric, _ = confirm(g * flat_scale, 0.0, sigma, STEP, 0.0, (fp, fm, kink), at_steps)
     keep = ~(kink | kink2)
     return Quantity(name, np.asarray(analytic, dtype=float), (numeric / flat_scale).reshape(X.shape),
                     (wrong & keep).reshape(X.shape))
@@ -120,12 +124,13 @@ def _sampled(name, array, J, analytic, rng, epsilon=1e-6):
     J0 = J()
 
     def evaluate(pos, h):
+        h = np.broadcast_to(h, pos.shape)
         fp, fm = np.empty(pos.size), np.empty(pos.size)
         for b, f in enumerate(positions[pos]):
             old = array.flat[f]
-            array.flat[f] = old + h
+            array.flat[f] = old + h[b]
             fp[b] = J() - J0
-            array.flat[f] = old - h
+            array.flat[f] = old - h[b]
             fm[b] = J() - J0
             array.flat[f] = old
         return fp, fm, np.zeros(pos.size, dtype=bool)

@@ -176,9 +176,11 @@ class Evaluator:
     def central(self, k, layer, pname, array, flat, h, method):
         """Changes of the data term of J at theta + h e_i and theta - h e_i, and kink flags.
 
-        Returns ``(fp, fm, kink)``, each of shape ``(len(flat),)``, in units of J (the L2 term
-        is left to :meth:`penalty_slope` when it is the built-in one).
+        ``h`` is one step or one step per coordinate (confirmation sends several steps of the
+        same coordinates in one pass). Returns ``(fp, fm, kink)``, each of shape ``(len(flat),)``,
+        in units of J (the L2 term is left to :meth:`penalty_slope` when it is the built-in one).
         """
+        h = np.broadcast_to(np.asarray(h, dtype=float), flat.shape)
         if method == "loop":
             (fp, kp), (fm, km) = [self.loop(array, flat, s * h) for s in (1, -1)]
         else:
@@ -199,7 +201,7 @@ class Evaluator:
         out = np.empty(flat.size)
         for b, f in enumerate(flat):
             old = array.flat[f]
-            array.flat[f] = old + h
+            array.flat[f] = old + h[b]
             out[b] = (self.net.loss.penalty(self.net._weights(), self.m) - base) * self.m
             array.flat[f] = old
         return out
@@ -335,24 +337,24 @@ class Evaluator:
         delta, more = self.downstream(start, A, B)
         return delta, kink.any(axis=1) | more
 
-    def generic(self, k, layer, array, flat, sign_eps):
-        """Loss changes and kinks with ``array.flat[flat[b]] += sign_eps``, one forward of body[k] each."""
+    def generic(self, k, layer, array, flat, steps):
+        """Loss changes and kinks with ``array.flat[flat[b]] += steps[b]``, one forward of body[k] each."""
         outs = []
-        for f in flat:
+        for f, step in zip(flat, steps):
             old = array.flat[f]
-            array.flat[f] = old + sign_eps
+            array.flat[f] = old + step
             outs.append(_call(layer, self.acts[k], self.training))
             array.flat[f] = old
         return self.downstream(k + 1, np.concatenate(outs), len(flat))
 
-    def loop(self, array, flat, sign_eps):
+    def loop(self, array, flat, steps):
         """Loss changes and kinks by the plain recipe: one whole forward per coordinate."""
         deltas, kinks = [], []
         penalty = lambda: self.net.loss.penalty(self.net._weights(), self.m) * self.m
         base = 0.0 if self.closed_form_l2 else penalty()
-        for f in flat:
+        for f, step in zip(flat, steps):
             old = array.flat[f]
-            array.flat[f] = old + sign_eps
+            array.flat[f] = old + step
             delta, kink = self.downstream(0, self.X, 1)
             deltas.append(delta[0] + (0.0 if self.closed_form_l2 else penalty() - base))
             kinks.append(kink[0])
@@ -360,30 +362,34 @@ class Evaluator:
         return np.array(deltas), np.array(kinks)
 
 
-def _perturbed(ev, k, layer, pname, array, flat, sign_eps):
-    """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate in ``flat`` moved."""
+def _perturbed(ev, k, layer, pname, array, flat, steps):
+    """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate ``flat[b]`` moved by ``steps[b]``."""
     if not _is_plain_dense(layer):
-        return ev.generic(k, layer, array, flat, sign_eps)
+        return ev.generic(k, layer, array, flat, steps)
     n_out = array.shape[-1]
     cols = flat % n_out
     if pname == "b":
-        return ev.dense_column(k, cols, np.full((flat.size, ev.m), sign_eps))
-    # W[i, j] moves column j of Z by sign_eps * A_prev[:, i]; runs of one column j share it all.
+        return ev.dense_column(k, cols, np.repeat(steps[:, None], ev.m, axis=1))
+    # W[i, j] moves column j of Z by steps * A_prev[:, i]; runs of one column j share it all.
     rows = flat // n_out
     table = ev.tables.get(k)
+    one_step = steps.size > 0 and bool(np.all(steps == steps[0]))
     m = ev.m
     delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
     bounds = np.flatnonzero(np.diff(cols)) + 1
     for run in np.split(np.arange(flat.size), bounds):
         j = int(cols[run[0]])
-        if table is not None:
-            change, kinks = ev.column_table(k, j, sign_eps)
+        # the value table pays when the run has more (example, coordinate) pairs than the column has
+        # distinct (example, value) pairs; a few coordinates (confirmation) go pair by pair
+        if table is not None and one_step and run.size * m >= table[0].size:
+            change, kinks = ev.column_table(k, j, float(steps[0]))
             codes = table[2][:, rows[run]]                                 # (m, B)
             delta[run], kink[run] = change[codes].sum(axis=0), kinks[codes].any(axis=0)
         elif ev.rowwise_from[k + 1]:
             examples = np.tile(np.arange(m), run.size)                     # pair b * m + r
-            change, kinks = ev.column_pairs(k, j, examples, (sign_eps * ev.actsT[k][rows[run]]).ravel())
+            moves = steps[run][:, None] * ev.actsT[k][rows[run]]            # (B, m)
+            change, kinks = ev.column_pairs(k, j, examples, moves.ravel())
             delta[run], kink[run] = change.reshape(-1, m).sum(axis=1), kinks.reshape(-1, m).any(axis=1)
         else:
-            delta[run], kink[run] = ev.dense_column(k, j, sign_eps * ev.actsT[k][rows[run]])
+            delta[run], kink[run] = ev.dense_column(k, j, steps[run][:, None] * ev.actsT[k][rows[run]])
     return delta, kink

@@ -58,7 +58,15 @@ def screen_bar(g, numeric, sigma, epsilon, allowance):
     return K_NOISE * sigma / epsilon + allowance + RTOL * (np.abs(g) + np.abs(numeric))
 
 
-def judge(group, epsilon, evaluate, confirm_all=False):
+def _top(score, k):
+    """Indices of the ``k`` largest scores, largest first (a partition, not a full sort)."""
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    top = np.argpartition(-score, k - 1)[:k] if k < score.size else np.arange(score.size)
+    return top[np.argsort(-score[top], kind="stable")]
+
+
+def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     """Screen and confirm one parameter's coordinates; fills the group's verdict fields.
 
     Parameters
@@ -67,9 +75,12 @@ def judge(group, epsilon, evaluate, confirm_all=False):
         ``analytic``, ``fp``, ``fm``, ``kink``, ``slope``, ``sigma``, ``allowance`` (arrays over the
         checked coordinates, ``sigma`` may be a scalar).
     evaluate : callable
-        ``evaluate(positions, h) -> (fp, fm, kink)`` for the coordinates at ``positions``.
+        ``evaluate(positions, h) -> (fp, fm, kink)`` for the coordinates at ``positions``, each moved
+        by its own step ``h[b]`` (positions repeat when several steps of one coordinate are asked).
     confirm_all : bool
         Confirm every coordinate (cheap functions), not only the flagged ones.
+    spot : array of int, optional
+        Positions to confirm whatever the screen says; default the ``SPOT_CHECK`` largest ``|g|``.
 
     Adds ``numeric`` (the best estimate), ``tolerance`` (its bar), ``flagged``, ``confirmed``
     (re-evaluated) and ``wrong`` (confirmed wrong); kinks found at larger steps are added.
@@ -83,21 +94,26 @@ def judge(group, epsilon, evaluate, confirm_all=False):
     candidates = ~kink if confirm_all else flagged.copy()
     if not candidates.any() and np.linalg.norm(error[~kink]) > np.linalg.norm(bar[~kink]):
         candidates = ~kink        # no coordinate alone, but all together beyond noise
-    excess = np.where(candidates, error / np.maximum(bar, np.finfo(float).tiny), -np.inf)
-    positions = np.argsort(-excess, kind="stable")[:min(int(candidates.sum()), CONFIRM_MAX)]
     if confirm_all:
         positions = np.flatnonzero(candidates)
+    else:
+        excess = np.where(candidates, error / np.maximum(bar, np.finfo(float).tiny), -np.inf)
+        positions = _top(excess, min(int(candidates.sum()), CONFIRM_MAX))
     # Spot check: the largest gradients are confirmed whatever the screen says, so an error below
     # the noise at epsilon (tiny gradients, a uniform scale error) meets the finer bars of larger steps.
-    spot = np.argsort(np.where(kink, -np.inf, -np.abs(g)), kind="stable")[:min(SPOT_CHECK, int((~kink).sum()))]
-    positions = np.union1d(positions, spot)
+    if spot is None:
+        spot = _top(np.where(kink, -np.inf, np.abs(g)), min(SPOT_CHECK, int((~kink).sum())))
+    positions = np.union1d(positions, np.asarray(spot, dtype=np.int64)[~kink[spot]])
     wrong = np.zeros(g.shape, dtype=bool)
     confirmed = np.zeros(g.shape, dtype=bool)
     if positions.size:
+        def at_steps(hs):       # every step of every position in one call: (len(hs), n) arrays
+            out = evaluate(np.tile(positions, len(hs)), np.repeat(hs, positions.size))
+            return tuple(a.reshape(len(hs), positions.size) for a in out)
+
         verdict = confirm(g[positions], group["slope"][positions], sigma[positions], epsilon,
                           group["allowance"][positions],
-                          (group["fp"][positions], group["fm"][positions], group["kink"][positions]),
-                          lambda h: evaluate(positions, h))
+                          (group["fp"][positions], group["fm"][positions], group["kink"][positions]), at_steps)
         wrong[positions], new_kink, numeric[positions], bar[positions] = verdict
         kink[positions] |= new_kink
         confirmed[positions] = True
@@ -106,13 +122,19 @@ def judge(group, epsilon, evaluate, confirm_all=False):
     return group
 
 
-def confirm(g, slope, sigma, epsilon, allowance, base, evaluate):
-    """Re-evaluate coordinates at several steps; returns ``(wrong, kink, best estimate, its bar)``."""
-    evaluations = {epsilon: base}
+def confirm(g, slope, sigma, epsilon, allowance, base, at_steps):
+    """Re-evaluate coordinates at several steps; returns ``(wrong, kink, best estimate, its bar)``.
+
+    ``at_steps(hs)`` returns ``(fp, fm, kink)`` of shape ``(len(hs), n)``: every step in one call.
+    """
+    ladder = steps(epsilon)
+    wanted = [h for h in ladder[1:]] + [2 * h for h in ladder]
+    fp, fm, kink = at_steps(np.array(wanted))
+    evaluations = {epsilon: base, **{h: (fp[i], fm[i], kink[i]) for i, h in enumerate(wanted)}}
     estimates, bars = [], []
-    for h in steps(epsilon):
-        fp1, fm1, k1 = evaluations[h] if h in evaluations else evaluate(h)
-        fp2, fm2, k2 = evaluate(2 * h)
+    for h in ladder:
+        fp1, fm1, k1 = evaluations[h]
+        fp2, fm2, k2 = evaluations[2 * h]
         D1, D2 = central(fp1, fm1, h, slope), central(fp2, fm2, 2 * h, slope)
         D4 = (4 * D1 - D2) / 3
         measured = np.abs(fp2 - 4 * fp1 - 4 * fm1 + fm2) / math.sqrt(70)   # 4th difference: noise only
