@@ -18,10 +18,12 @@ from .model import Sequential
 from .optim import SGD, Adam, Momentum, Optimizer
 from .training import Trainer
 
+from . import course  # noqa: E402  (after the names it builds on)
+
 __version__ = "0.1.0"
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Dropout", "BinaryCrossEntropy", "Sequential",
            "SGD", "Momentum", "Adam", "Optimizer", "Trainer", "GradCheckReport", "gradcheck",
            "gradcheck_layer", "check_gradient", "save", "load", "load_checkpoint", "datasets",
            "GradientCheckError", "InputError", "InputTypeError", "DataFileError", "MissingDataFileError",
-           "CheckpointError", "NonFiniteError"]
+           "CheckpointError", "NonFiniteError", "course"]

@@ -148,3 +148,12 @@ def test_find_the_bug_names_both_of_the_courses_mistakes():
     assert "layer 0 (MyDense) backward: b is 4 times the right value (fitted factor 4)" in result.stdout
     fixed = run("find_the_bug.py", "--fixed")
     assert fixed.returncode == 0 and "PASSED" in fixed.stdout and "diagnosis" not in fixed.stdout
+
+
+def test_course_gradcheck_runs_the_walkthrough_without_data():
+    result = run("course_gradcheck.py", "--loop-sample", "5", "--examples", "4", env={"MINIDL_DATA_DIR": ""})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "random data" in out and out.count("PASSED") == 1 and out.count("FAILED") == 1
+    assert "grads: dW2 is 2 times the right value" in out and "grads: db1 is 4 = m times the right value" in out
+    assert "timing, side by side: the course's loop" in out

@@ -405,26 +405,40 @@ def _layer_dtype_check(layer32, X, R, training, own, magnitudes):
 
 
 # ------------------------------------------------------------------- function check
-def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0):
-    """Check any scalar function against its gradient: ``J(theta) -> float``, ``dJ(theta) -> array``.
+def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords="all", k=10, progress=None):
+    """Check any scalar function against its gradient: ``J(theta) -> float``, ``dJ(theta) -> gradient``.
 
-    The seed course's one-dimensional exercise, generalised to any shape of ``theta``. J is a
-    black box, so its rounding noise is measured: every coordinate (up to 10,000) is evaluated
-    at several steps, and a float32 result counts as float32 (see :mod:`minidl.gradcheck.noise`).
+    The seed course's one-dimensional exercise, generalised to any shape of ``theta`` and to
+    the parameters learners actually keep: a dict of named arrays (``{"W1": ..., "b1": ...}``),
+    or nested dicts and lists of them. J is a black box, so its rounding noise is measured:
+    every coordinate (up to 10,000) is evaluated at several steps, and a float32 result counts
+    as float32 (see :mod:`minidl.gradcheck.noise`).
 
     Parameters
     ----------
     J : callable
-        ``J(theta)`` returning a real number.
+        ``J(theta)`` returning a real number. It receives a copy of ``theta``'s structure.
     dJ : callable
-        ``dJ(theta)`` returning an array of ``theta``'s shape.
-    theta : array_like
+        ``dJ(theta)`` returning the gradient: an array of ``theta``'s shape, or the same structure
+        as ``theta`` with the same keys or the course's ``d``-prefixed ones (``dW1``, ``db1``;
+        other keys such as ``dZ1`` are ignored).
+    theta : array_like, dict or list
         Where to check. Not modified.
+    epsilon : float
+    scipy_check : bool
+        Also run ``scipy.optimize.check_grad`` on the flattened theta and say whether it agrees.
+    seed : int
+        Seeds the sampled coordinates and scipy's random direction.
+    coords : {"all", "sample"}
+        Every coordinate, or ``k`` seeded random coordinates per named array.
+    k : int
+    progress : bool, optional
+        Show a progress bar; default: on for more than 2,000 coordinates (on a terminal).
 
     Returns
     -------
     GradCheckReport
-        One parameter, named ``"theta"``.
+        One row per named array (``"theta"`` for a plain array), with diagnosis on failure.
 
     Examples
     --------
@@ -434,46 +448,156 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0):
     """
     if not callable(J) or not callable(dJ):
         raise InputTypeError(f"J and dJ must be callables; received {type(J).__name__} and {type(dJ).__name__}")
-    theta = np.atleast_1d(check_array(theta, "theta", ndim=np.ndim(theta) or 1)).copy()
     epsilon = check_float(epsilon, "epsilon", low=0.0, high=1.0, low_inclusive=False)
+    coords = check_choice(coords, "coords", ("all", "sample"))
+    k = check_int(k, "k", minimum=1)
+    seed = check_seed(seed)
+    structured = isinstance(theta, (dict, list, tuple))
+    if structured:
+        leaves = [(name, check_array(value, f"theta{_access(path)}", ndim=np.ndim(value) or 1).copy())
+                  for name, path, value in _leaves(theta)]
+    else:
+        leaves = [("theta", np.atleast_1d(check_array(theta, "theta", ndim=np.ndim(theta) or 1)).copy())]
+    if not leaves:
+        raise InputError("theta must hold at least one array; received an empty structure")
+    arrays = [array for _, array in leaves]
+    paths = [path for _, path, _ in _leaves(theta)] if structured else None
+    rebuild = (lambda: _rebuild(theta, iter([a.copy() for a in arrays]))) if structured else \
+        (lambda: arrays[0].copy())
     roundoff = [UNIT_ROUNDOFF]
 
-    def value(t):
-        v = J(t.copy())
+    def value():
+        v = J(rebuild())
         if isinstance(v, np.ndarray) and v.size == 1:
             v = v.reshape(())[()]
         if isinstance(v, np.floating):
             roundoff[0] = max(roundoff[0], float(np.finfo(v.dtype).eps) / 2)
         return check_float(v, "J(theta)")
 
-    g = check_array(np.atleast_1d(dJ(theta.copy())), "dJ(theta)", ndim=theta.ndim)
-    if g.shape != theta.shape:
-        raise InputError(f"dJ(theta) must have theta's shape {theta.shape}; received shape {g.shape}")
-    J0 = value(theta)
+    gradient = dJ(rebuild())
+    if structured:
+        g_leaves = _gradient_leaves(gradient, theta, paths)
+    else:
+        g_leaves = [check_array(np.atleast_1d(gradient), "dJ(theta)", ndim=arrays[0].ndim)]
+    for (name, array), g in zip(leaves, g_leaves):
+        if g.shape != array.shape:
+            what = "theta's" if not structured else f"theta{_access(paths[leaves.index((name, array))])}'s"
+            raise InputError(f"dJ(theta) must have {what} shape {array.shape}; received shape {g.shape}")
+    J0 = value()
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x4A,)))
+    plan = [_choose_coords(array.size, coords, k, rng) for array in arrays]
+    total = sum(flat.size for flat in plan)
+    show = progress if progress is not None else (total > 2000 and None)
+    bar = tqdm(total=total, desc="check_gradient", unit="coord", disable=True if show is False else show, leave=False)
 
-    def evaluate(positions, h):
-        h = np.broadcast_to(h, positions.shape)
-        fp, fm = np.empty(positions.size), np.empty(positions.size)
-        for b, f in enumerate(positions):
-            old = theta.flat[f]
-            theta.flat[f] = old + h[b]
-            fp[b] = value(theta) - J0
-            theta.flat[f] = old - h[b]
-            fm[b] = value(theta) - J0
-            theta.flat[f] = old
-        return fp, fm, np.zeros(positions.size, dtype=bool)
+    def evaluator(array):
+        def evaluate(positions, h):
+            h = np.broadcast_to(h, positions.shape)
+            fp, fm = np.empty(positions.size), np.empty(positions.size)
+            for b, f in enumerate(positions):
+                old = array.flat[f]
+                array.flat[f] = old + h[b]
+                fp[b] = value() - J0
+                array.flat[f] = old - h[b]
+                fm[b] = value() - J0
+                array.flat[f] = old
+            return fp, fm, np.zeros(positions.size, dtype=bool)
+        return evaluate
 
-    flat = np.arange(theta.size)
-    fp, fm, kink = evaluate(flat, epsilon)
-    sigma = roundoff[0] * abs(J0)
-    group = _group("theta", theta.shape, flat, g.ravel(), fp, fm, kink, np.zeros(theta.size), sigma, 0.0)
-    judge(group, epsilon, evaluate, confirm_all=theta.size <= CONFIRM_ALL_MAX)
+    groups = []
+    for (name, array), g, flat in zip(leaves, g_leaves, plan):
+        evaluate = evaluator(array)
+        fp, fm, kink = evaluate(flat, epsilon)
+        bar.update(flat.size)
+        group = _group(name, array.shape, flat, g.ravel()[flat], fp, fm, kink, np.zeros(flat.size),
+                       roundoff[0] * abs(J0), 0.0)
+        judge(group, epsilon, lambda positions, h, evaluate=evaluate, flat=flat: evaluate(flat[positions], h),
+              confirm_all=total <= CONFIRM_ALL_MAX)
+        groups.append(group)
+    bar.close()
     scipy_info = None
     if scipy_check:
-        curvature = (np.abs(fp + fm) + 2 * K_NOISE * sigma) / epsilon ** 2
-        scipy_info = scipy_cross_check(lambda t: value(t.reshape(theta.shape)), g.ravel(), theta.ravel().copy(),
-                                       check_seed(seed), roundoff[0] * abs(J0), curvature,
-                                       not group["wrong"].any())
-    report = GradCheckReport([group], epsilon, scipy_info=scipy_info, title="J(theta)")
-    report.diagnosis = diagnose_groups([group], "dJ") if not report.passed else []
+        sizes = [a.size for a in arrays]
+        theta_flat = np.concatenate([a.ravel() for a in arrays])
+        g_flat = np.concatenate([g.ravel() for g in g_leaves])
+
+        def J_flat(t):
+            saved = [a.copy() for a in arrays]
+            for a, part in zip(arrays, np.split(t, np.cumsum(sizes)[:-1])):
+                a[...] = part.reshape(a.shape)
+            try:
+                return value()
+            finally:
+                for a, old in zip(arrays, saved):
+                    a[...] = old
+
+        curvature = np.zeros(theta_flat.size)
+        offset = 0
+        for grp, size in zip(groups, sizes):
+            bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * roundoff[0] * abs(J0)) / epsilon ** 2
+            curvature[offset:offset + size] = bound.max(initial=0.0)
+            curvature[offset + grp["index"]] = bound
+            offset += size
+        scipy_info = scipy_cross_check(J_flat, g_flat, theta_flat, seed, roundoff[0] * abs(J0), curvature,
+                                       all(not grp["wrong"].any() for grp in groups))
+    report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title="J(theta)")
+    report.diagnosis = diagnose_groups(groups, "dJ") if not report.passed else []
     return report
+
+
+def _leaves(obj, path=()):
+    """``(name, path, array)`` for every array in a dict / list / tuple structure, in order."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _leaves(value, path + (key,))
+    elif isinstance(obj, (list, tuple)) and not (obj and all(isinstance(v, (int, float)) for v in obj)):
+        for i, value in enumerate(obj):
+            yield from _leaves(value, path + (i,))
+    else:
+        yield _name(path), path, obj
+
+
+def _name(path):
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "theta"
+
+
+def _access(path):
+    return "".join(f"[{part!r}]" for part in path)
+
+
+def _rebuild(obj, arrays):
+    """The structure of ``obj`` with its arrays replaced, in order, by ``arrays``."""
+    if isinstance(obj, dict):
+        return {key: _rebuild(value, arrays) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)) and not (obj and all(isinstance(v, (int, float)) for v in obj)):
+        return type(obj)(_rebuild(value, arrays) for value in obj)
+    return next(arrays)
+
+
+def _gradient_leaves(gradient, theta, paths):
+    """The gradient's array for every leaf path of theta: same keys, or the course's ``d``-prefixed ones."""
+    found = []
+    for path in paths:
+        node, where = gradient, ()
+        for part in path:
+            if isinstance(node, dict):
+                key = part if part in node else f"d{part}" if isinstance(part, str) and f"d{part}" in node else None
+                if key is None:
+                    level = theta
+                    for p in where:
+                        level = level[p]
+                    expected = sorted(map(str, level))
+                    missing = sorted(str(p) for p in level if p not in node and f"d{p}" not in node)
+                    raise InputError(f"dJ(theta) must return the keys of theta{_access(where)} {expected} (or "
+                                     f"'d'-prefixed ones); missing {missing}")
+                node = node[key]
+            elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                raise InputError(f"dJ(theta) must have theta's structure; nothing at {_access(path)}")
+            where += (part,)
+        found.append(check_array(np.atleast_1d(node), f"dJ(theta){_access(path)}", ndim=np.ndim(node) or 1))
+    return found

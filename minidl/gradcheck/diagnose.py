@@ -306,16 +306,16 @@ def classify(quantity, function, layer_index=None, context=None):
 
 
 def _name_factor(c, context):
+    """The constant's names: ``2``, ``1/m = 1/8``; every name that fits (``4 = m`` when m is 4)."""
     m, keep = context.get("m"), context.get("keep_prob")
-    names = {2.0: "2", 0.5: "1/2", -1.0: "-1", 4.0: "4", 0.25: "1/4", -2.0: "-2"}
+    names = [(2.0, "2"), (0.5, "1/2"), (-1.0, "-1"), (4.0, "4"), (0.25, "1/4"), (-2.0, "-2")]
     if m:
-        names.update({float(m): f"m = {m}", 1.0 / m: f"1/m = 1/{m}"})
+        names += [(float(m), "m" if float(m) in (2.0, 4.0) else f"m = {m}"),
+                  (1.0 / m, "1/m" if 1.0 / m in (0.5, 0.25) else f"1/m = 1/{m}")]
     if keep:
-        names.update({keep: f"keep_prob = {keep:g}", 1.0 / keep: f"1/keep_prob = {1 / keep:g}"})
-    for value, name in names.items():
-        if abs(c - value) <= 1e-6 * abs(value):
-            return name
-    return f"{c:.6g}"
+        names += [(keep, f"keep_prob = {keep:g}"), (1.0 / keep, f"1/keep_prob = {1 / keep:g}")]
+    fitting = [name for value, name in names if abs(c - value) <= 1e-6 * abs(value)]
+    return " = ".join(fitting) if fitting else f"{c:.6g}"
 
 
 def _input_range(X, wrong, differs):
@@ -344,7 +344,8 @@ def diagnose_model(ev, report, grads_given, seed=0):
         return [], None
     net, m = ev.net, ev.m
     if grads_given:
-        return _diagnose_groups(report.groups, net, m), None
+        regularized = {f"{i}.{p}" for i, layer in enumerate(net.layers) for p in layer.regularized}
+        return diagnose_gradients(report.groups, dict(net.named_parameters()), regularized, net.loss.l2, m), None
     checked = isolate(ev, seed)
     findings = []
     for function, index, quantities in checked:
@@ -409,15 +410,16 @@ def _upstream(ev, k):
     return dA
 
 
-def _diagnose_groups(groups, net, m):
-    """Gradients handed in: classify each failing parameter, and an L2 mistake across every W at once."""
+def diagnose_gradients(groups, params, regularized, l2, m):
+    """Gradients handed in: classify each failing parameter, and an L2 mistake across every W at once.
+
+    ``params`` maps each group's name to its parameter array (same layout as the group's shape),
+    ``regularized`` names the ones in the L2 term.
+    """
     failing = [g for g in groups if g["wrong"].any()]
-    params = dict(net.named_parameters())
     findings = []
-    regularized = {f"{i}.{p}" for i, layer in enumerate(net.layers) for p in layer.regularized}
-    l2 = net.loss.l2
-    if failing and l2 and {g["name"] for g in failing} == regularized and all(g["index"].size == params[g["name"]].size
-                                                                             for g in failing):
+    if failing and l2 and {g["name"] for g in failing} == set(regularized) and all(
+            g["index"].size == params[g["name"]].size for g in failing):
         diff = np.concatenate([g["analytic"] - g["numeric"] for g in failing])
         W = np.concatenate([params[g["name"]].ravel()[g["index"]] for g in failing])
         c = float(np.vdot(diff, W) / max(np.vdot(W, W), 1e-300))
