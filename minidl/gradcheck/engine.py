@@ -99,11 +99,86 @@ class Evaluator:
         self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
                        if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
         self._table_results = {}
+        self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
         self.closed_form_l2 = (loss_type.penalty is BinaryCrossEntropy.penalty
                                and loss_type.dpenalty is BinaryCrossEntropy.dpenalty)
+
+    # -- the affine collapse
+    def _affine_tail(self, k):
+        """For a plain Dense body[k] whose output reaches the logit through ReLUs and plain Dense layers
+        only: ``(c, T, s, base)`` with ``c[r, j] = dz_r / dA[r, j]`` (A the output of the first ReLU after
+        body[k], or of body[k] itself when it is the last layer), ``T[r, j]`` how far ``A[r, j]`` may move
+        before any later ReLU could change side, the label signs ``s = 1 - 2y`` and the base losses
+        ``softplus(s z)``. None when the network does not qualify (a smooth activation, dropout in
+        training mode, a layer of the user's, a loss subclass)."""
+        net = self.net
+        if not (_is_plain_dense(self.body[k]) and net.logit_head and not self.training
+                and type(net.loss).losses is BinaryCrossEntropy.losses):
+            return None
+        start = k + 2 if k + 1 < len(self.body) and type(self.body[k + 1]) is ReLU else k + 1
+        tail = self.body[start:]
+        if not all(type(layer) is ReLU or _is_plain_dense(layer) or type(layer) is Dropout for layer in tail):
+            return None
+        width = self.acts[start].shape[1]
+        if self.m * width * max([A.shape[1] for A in self.acts[start:]] + [1]) > 2_000_000:
+            return None       # the Jacobians below would not be small
+        J = np.broadcast_to(np.eye(width), (self.m, width, width))
+        T = np.full((self.m, width), np.inf)
+        for index, layer in enumerate(tail, start=start):
+            if _is_plain_dense(layer):
+                J = J @ layer.params["W"]
+            elif type(layer) is ReLU:
+                Z = self.acts[index]                                    # (m, n): the ReLU's input
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    room = np.abs(Z)[:, None, :] / np.abs(J)
+                T = np.minimum(T, np.where(np.isnan(room), np.inf, room).min(axis=2, initial=np.inf))
+                J = J * (Z > 0)[:, None, :]
+        s = 1.0 - 2.0 * self.Y[:, 0]
+        z = self.acts[-1][:, 0]
+        return J[:, :, 0], T, s, np.logaddexp(0.0, s * z), start > k + 1
+
+    def affine_column(self, k, j, moves):
+        """Loss changes ``(B,)`` and kinks ``(B,)`` when column j of body[k]'s output moves by ``moves`` ``(B, m)``.
+
+        Through the first ReLU the move is exact, ``d = relu(Z + move) - relu(Z)``, and its kink is
+        checked exactly; from there on every layer is linear while no ReLU changes side, so the
+        logit moves by ``d * c[r, j]`` and only the loss is evaluated: ``softplus(s (z + d c))``. An
+        example that provably keeps every later ReLU on its side (``|d| < T / 2``) takes this path;
+        the rare others, and dead units that do not move, are evaluated exactly or skipped.
+        """
+        c, T, s, base, relu_first = self.affine[k]
+        Z = self.actsT[k + 1][j]                                     # (m,)
+        B = moves.shape[0]
+        kink = np.zeros(B, dtype=bool)
+        delta = np.zeros(B)
+        if relu_first:
+            # a dead unit stays dead (and its loss unchanged) unless the move reaches 0: a kink
+            reach = (Z + moves > 0) & (Z <= 0)
+            kink |= reach.any(axis=1)
+            live = np.flatnonzero(Z > 0)
+            crossing = (Z[live] + moves[:, live] <= 0)
+            kink |= crossing.any(axis=1)
+        else:
+            live, crossing, reach = np.arange(self.m), np.zeros((B, self.m), dtype=bool), None
+        d = moves[:, live]                         # a live unit that stays live moves by exactly its input's move
+        t = (s[live] * c[live, j]) * d
+        t += (s * self.acts[-1][:, 0])[live]
+        change = np.logaddexp(0.0, t)
+        change -= base[live]
+        exact = crossing | ~(np.abs(d) < T[live, j] / 2)               # rare: those pairs go through the tail
+        if reach is not None and reach.any():
+            b, r = np.nonzero(reach)
+            more, more_kink = self.column_pairs(k, j, r, moves[b, r])
+            np.add.at(delta, b, more)
+        if exact.any():
+            b, r = np.nonzero(exact)
+            change[b, r], more_kink = self.column_pairs(k, j, live[r], moves[b, live[r]])
+            kink[b] |= more_kink
+        delta += change.sum(axis=1)
+        return delta, kink
 
     def stack_width(self, k, layer):
         """The widest activation the perturbations of body[k]'s parameters are stacked in."""
@@ -368,12 +443,21 @@ def _perturbed(ev, k, layer, pname, array, flat, steps):
         return ev.generic(k, layer, array, flat, steps)
     n_out = array.shape[-1]
     cols = flat % n_out
+    table = ev.tables.get(k)
+    one_step = steps.size > 0 and bool(np.all(steps == steps[0]))
+    if k in ev.affine and not (pname == "W" and table is not None and one_step):
+        # one batched pass per column: every W[:, j], b[j] and step together
+        moves = (np.repeat(steps[:, None], ev.m, axis=1) if pname == "b"
+                 else steps[:, None] * ev.actsT[k][flat // n_out])
+        delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
+        for j in np.unique(cols):
+            run = np.flatnonzero(cols == j)
+            delta[run], kink[run] = ev.affine_column(k, int(j), moves[run])
+        return delta, kink
     if pname == "b":
         return ev.dense_column(k, cols, np.repeat(steps[:, None], ev.m, axis=1))
     # W[i, j] moves column j of Z by steps * A_prev[:, i]; runs of one column j share it all.
     rows = flat // n_out
-    table = ev.tables.get(k)
-    one_step = steps.size > 0 and bool(np.all(steps == steps[0]))
     m = ev.m
     delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
     bounds = np.flatnonzero(np.diff(cols)) + 1
