@@ -100,6 +100,7 @@ class Evaluator:
                        if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
         self._table_results = {}
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
+        self.input_range = {k: (self.acts[k].min(axis=1), self.acts[k].max(axis=1)) for k in self.affine}
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
@@ -139,6 +140,33 @@ class Evaluator:
         s = 1.0 - 2.0 * self.Y[:, 0]
         z = self.acts[-1][:, 0]
         return J[:, :, 0], T, s, np.logaddexp(0.0, s * z), start > k + 1
+
+    def affine_full_column(self, k, j, h):
+        """:meth:`affine_column` for every ``W[:, j]`` at one step ``h``: ``(delta, kink)``.
+
+        Whether an example's unit can cross a kink or leave the proven range is decided from the
+        extremes of its inputs, so the usual column costs a few passes over its live examples; the
+        few risky examples go through :meth:`column_pairs`, exactly.
+        """
+        c, T, s, base, relu_first = self.affine[k]
+        Z = self.actsT[k + 1][j]
+        lo, hi = self.input_range[k]
+        low, high = np.minimum(h * lo, h * hi), np.maximum(h * lo, h * hi)          # the moves' range
+        live = Z > 0 if relu_first else np.ones(self.m, dtype=bool)
+        risky = (live & (np.maximum(-low, high) >= T[:, j] / 2)) | (live & relu_first & (low <= -Z)) | \
+            (~live & (high > -Z))
+        L = np.flatnonzero(live & ~risky)
+        A = self.actsT[k]                                                          # (n_in, m)
+        t = A[:, L] * (s * c[:, j] * h)[L]
+        t += (s * self.acts[-1][:, 0])[L]
+        change = np.logaddexp(0.0, t)
+        change -= base[L]
+        delta, kink = change.sum(axis=1), np.zeros(A.shape[0], dtype=bool)
+        for r in np.flatnonzero(risky):
+            more, more_kink = self.column_pairs(k, j, np.full(A.shape[0], r), h * A[:, r])
+            delta += more
+            kink |= more_kink
+        return delta, kink
 
     def affine_column(self, k, j, moves):
         """Loss changes ``(B,)`` and kinks ``(B,)`` when column j of body[k]'s output moves by ``moves`` ``(B, m)``.
@@ -447,12 +475,16 @@ def _perturbed(ev, k, layer, pname, array, flat, steps):
     one_step = steps.size > 0 and bool(np.all(steps == steps[0]))
     if k in ev.affine and not (pname == "W" and table is not None and one_step):
         # one batched pass per column: every W[:, j], b[j] and step together
-        moves = (np.repeat(steps[:, None], ev.m, axis=1) if pname == "b"
-                 else steps[:, None] * ev.actsT[k][flat // n_out])
         delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
-        for j in np.unique(cols):
-            run = np.flatnonzero(cols == j)
-            delta[run], kink[run] = ev.affine_column(k, int(j), moves[run])
+        n_in = array.shape[0] if pname == "W" else 0
+        for run in np.split(np.arange(flat.size), np.flatnonzero(np.diff(cols)) + 1):
+            j = int(cols[run[0]])
+            if run.size == n_in and one_step and np.array_equal(flat[run] // n_out, np.arange(n_in)):
+                delta[run], kink[run] = ev.affine_full_column(k, j, float(steps[0]))   # a whole column, in order
+                continue
+            moves = (np.repeat(steps[run][:, None], ev.m, axis=1) if pname == "b"
+                     else steps[run][:, None] * ev.actsT[k][flat[run] // n_out])
+            delta[run], kink[run] = ev.affine_column(k, j, moves)
         return delta, kink
     if pname == "b":
         return ev.dense_column(k, cols, np.repeat(steps[:, None], ev.m, axis=1))
