@@ -20,44 +20,22 @@ def _number(text, kind):
     return value if kind is int or math.isfinite(value) else None
 
 
-def positive_int(text):
-    """An integer >= 1 (epochs, widths, batch sizes, patience)."""
-    value = _number(text, int)
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; received {_shown(text, value)}")
-    return value
+def _number_type(kind, accept, expected, doc):
+    """An argparse type: parse ``text`` as ``kind`` and accept it when ``accept(value)``."""
+    def parse(text):
+        value = _number(text, kind)
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}; received {_shown(text)}")
+        return value
+    parse.__name__, parse.__doc__ = expected, doc
+    return parse
 
 
-def non_negative_int(text):
-    """An integer >= 0 (seeds)."""
-    value = _number(text, int)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; received {_shown(text, value)}")
-    return value
-
-
-def positive_float(text):
-    """A finite number > 0 (learning rates)."""
-    value = _number(text, float)
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0; received {_shown(text, value)}")
-    return value
-
-
-def non_negative_float(text):
-    """A finite number >= 0 (L2 strength)."""
-    value = _number(text, float)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; received {_shown(text, value)}")
-    return value
-
-
-def fraction(text):
-    """A number in [0, 1) (dropout rates, validation splits)."""
-    value = _number(text, float)
-    if value is None or not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); received {_shown(text, value)}")
-    return value
+positive_int = _number_type(int, lambda v: v >= 1, "an integer >= 1", "An integer >= 1 (epochs, widths, patience).")
+non_negative_int = _number_type(int, lambda v: v >= 0, "an integer >= 0", "An integer >= 0 (seeds).")
+positive_float = _number_type(float, lambda v: v > 0, "a finite number > 0", "A finite number > 0 (learning rates).")
+non_negative_float = _number_type(float, lambda v: v >= 0, "a finite number >= 0", "A finite number >= 0 (L2).")
+fraction = _number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)", "A number in [0, 1) (dropout, splits).")
 
 
 def output_path(text):
@@ -72,7 +50,7 @@ def output_path(text):
     return text
 
 
-def _shown(text, value):
+def _shown(text):
     """The argument as typed: a number as is (``-1``, ``inf``), anything else quoted (``'many'``)."""
     try:
         float(text)

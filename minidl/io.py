@@ -179,7 +179,8 @@ def _read(path, custom_layers=None):
     size = os.path.getsize(path)
     try:
         with h5py.File(path, "r") as f:
-            attrs = {str(key): (value.decode() if isinstance(value, bytes) else value) for key, value in f.attrs.items()}
+            attrs = {str(key): (value.decode() if isinstance(value, bytes) else value)
+                     for key, value in f.attrs.items()}
             if attrs.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is an HDF5 file but not a minidl checkpoint "
                                       f"(attribute 'format' is {attrs.get('format')!r}, expected {FORMAT!r})")

@@ -170,7 +170,8 @@ def test_conversion_mistakes_get_course_worded_errors(edit, message):
 def test_gradients_with_the_wrong_shape_name_the_key():
     parameters, gradients, _ = learner()
     gradients["db2"] = gradients["db2"].ravel()
-    with pytest.raises(mdl.InputError, match=r"gradients\['db2'\] must have the shape of b2, \(4, 1\); received \(4,\)"):
+    with pytest.raises(mdl.InputError,
+                       match=r"gradients\['db2'\] must have the shape of b2, \(4, 1\); received \(4,\)"):
         course.gradient_check_n(parameters, gradients, X, Y, lambd=0.7)
 
 

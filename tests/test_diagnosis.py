@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 import minidl as mdl
+from test_mutations import Dropout     # its bugs: without 1/keep_prob, twice, mask ignored
+from test_mutations import Tanh as MutantTanh
 
 RNG = np.random.default_rng(10)
 X = RNG.standard_normal((8, 5))
@@ -54,32 +56,11 @@ class ReLU(mdl.ReLU):
         return dA if self.bug == "mask forgotten" else dA * (self._cached("Z") > 0)
 
 
-class Tanh(mdl.Tanh):
-    bug = None
-
-    def forward(self, Z, training=False):
-        self.Z = Z
-        return super().forward(Z, training)
-
+class Tanh(MutantTanh):          # caches Z in forward
     def backward(self, dA):
         if self.bug == "zero where saturated":         # a shortcut: "the derivative is 0 for large |Z|"
             return np.where(np.abs(self.Z) > 1, 0.0, dA * (1 - self._cached("A") ** 2))
         return super().backward(dA)
-
-
-class Dropout(mdl.Dropout):
-    bug = None
-
-    def backward(self, dA):
-        if self.mask is None:
-            return dA
-        if self.bug == "no 1/keep_prob":
-            return dA * (self.mask > 0)
-        if self.bug == "1/keep_prob twice":
-            return dA * self.mask / self.keep_prob
-        if self.bug == "mask not applied":
-            return dA
-        return dA * self.mask
 
 
 class Loss(mdl.BinaryCrossEntropy):
@@ -145,9 +126,10 @@ LAYER_CASES = [
     (7, "dW sign", "layer 7 (Dense) backward", "W", "factor", {"factor": -1.0}),
     (1, "mask forgotten", "layer 1 (ReLU) backward", "dX", "range", {"where": "where the input is negative"}),
     (4, "zero where saturated", "layer 4 (Tanh) backward", "dX", "range", {"where": "large"}),
-    (2, "no 1/keep_prob", "layer 2 (Dropout) backward", "dX", "factor", {"factor": 1 - RATE}),
-    (2, "1/keep_prob twice", "layer 2 (Dropout) backward", "dX", "factor", {"factor": 1 / (1 - RATE)}),
-    (2, "mask not applied", "layer 2 (Dropout) backward", "dX", "mask not applied", {}),
+    (2, "backward without 1/keep_prob", "layer 2 (Dropout) backward", "dX", "factor", {"factor": 1 - RATE}),
+    (2, "backward divides by keep_prob twice", "layer 2 (Dropout) backward", "dX", "factor",
+     {"factor": 1 / (1 - RATE)}),
+    (2, "backward ignores the mask", "layer 2 (Dropout) backward", "dX", "mask not applied", {}),
 ]
 
 

@@ -72,6 +72,19 @@ def test_every_byte_of_a_checkpoint_flipped_gives_an_error_or_the_exact_model(tm
     assert float(slowest) < 2.0
 
 
+def load_isolated(path):
+    """``mdl.load(path)`` in a capped interpreter: prints ``error: ...`` and ``peak <bytes traced>``."""
+    return run_isolated(f"""
+        import tracemalloc, minidl as mdl
+        tracemalloc.start()
+        try:
+            mdl.load({str(path)!r})
+        except mdl.CheckpointError as exc:
+            print("error:", exc)
+        print("peak", tracemalloc.get_traced_memory()[1])
+    """, timeout=60)
+
+
 def resign(path):
     """Recompute the integrity header after editing a checkpoint, as an attacker could."""
     from minidl.io import _sign
@@ -85,15 +98,7 @@ def test_a_compressed_dataset_bomb_is_not_read(tmp_path):
         f.create_dataset("extra", shape=(2_000_000_000,), dtype="f8", chunks=(1 << 20,), compression="gzip")
     resign(path)
     assert os.path.getsize(path) < 64_000
-    out = run_isolated(f"""
-        import tracemalloc, minidl as mdl
-        tracemalloc.start()
-        try:
-            mdl.load({str(path)!r})
-        except mdl.CheckpointError as exc:
-            print("error:", exc)
-        print("peak", tracemalloc.get_traced_memory()[1])
-    """, timeout=60)
+    out = load_isolated(path)
     assert "error:" in out and "'extra'" in out and "not part of a minidl checkpoint" in out
     assert int(out.split("peak")[-1]) < 20 << 20
 
@@ -107,15 +112,7 @@ def test_a_config_declaring_a_huge_layer_is_rejected_before_allocating(tmp_path)
         config["layers"][2]["config"].update(n_in=100000)
         f.attrs["config"] = json.dumps(config)
     resign(path)
-    out = run_isolated(f"""
-        import tracemalloc, minidl as mdl
-        tracemalloc.start()
-        try:
-            mdl.load({str(path)!r})
-        except mdl.CheckpointError as exc:
-            print("error:", exc)
-        print("peak", tracemalloc.get_traced_memory()[1])
-    """, timeout=60)
+    out = load_isolated(path)
     assert "error:" in out and "20,000,200,001 parameters" in out, out
     assert int(out.split("peak")[-1]) < 20 << 20
 

@@ -10,7 +10,7 @@ from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
-from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense
+from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each
 from .noise import (K_NOISE, SHIFT, SPOT_CHECK, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
                     scipy_cross_check)
 
@@ -492,15 +492,7 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
 
     def evaluator(array):
         def evaluate(positions, h):
-            h = np.broadcast_to(h, positions.shape)
-            fp, fm = np.empty(positions.size), np.empty(positions.size)
-            for b, f in enumerate(positions):
-                old = array.flat[f]
-                array.flat[f] = old + h[b]
-                fp[b] = value() - J0
-                array.flat[f] = old - h[b]
-                fm[b] = value() - J0
-                array.flat[f] = old
+            fp, fm = perturb_each(array, positions, h, lambda: value() - J0)
             return fp, fm, np.zeros(positions.size, dtype=bool)
         return evaluate
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..layers import Dense, Dropout
-from .engine import UNIT_ROUNDOFF
+from .engine import UNIT_ROUNDOFF, perturb_each
 from .noise import K_NOISE, RTOL, confirm, judge
 
 FIT = 1e-6          # relative residual below which a kind of mistake fits
@@ -124,15 +124,7 @@ def _sampled(name, array, J, analytic, rng, epsilon=1e-6):
     J0 = J()
 
     def evaluate(pos, h):
-        h = np.broadcast_to(h, pos.shape)
-        fp, fm = np.empty(pos.size), np.empty(pos.size)
-        for b, f in enumerate(positions[pos]):
-            old = array.flat[f]
-            array.flat[f] = old + h[b]
-            fp[b] = J() - J0
-            array.flat[f] = old - h[b]
-            fm[b] = J() - J0
-            array.flat[f] = old
+        fp, fm = perturb_each(array, positions[pos], h, lambda: J() - J0)
         return fp, fm, np.zeros(pos.size, dtype=bool)
 
     all_pos = np.arange(positions.size)

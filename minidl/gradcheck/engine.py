@@ -26,6 +26,21 @@ UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 _OWN_LAYERS = (Dense, ReLU, Sigmoid, Tanh, Dropout)      # never write into their input
 
 
+def perturb_each(array, flat, h, change):
+    """The plain recipe for a black box: ``(fp, fm)`` with ``fp[b] = change()`` after ``array.flat[flat[b]] += h[b]``
+    and ``fm[b]`` after ``-= h[b]``, each coordinate restored after."""
+    h = np.broadcast_to(h, flat.shape)
+    fp, fm = np.empty(flat.size), np.empty(flat.size)
+    for b, f in enumerate(flat):
+        old = array.flat[f]
+        array.flat[f] = old + h[b]
+        fp[b] = change()
+        array.flat[f] = old - h[b]
+        fm[b] = change()
+        array.flat[f] = old
+    return fp, fm
+
+
 def _is_plain_dense(layer):
     return isinstance(layer, Dense) and type(layer).forward is Dense.forward
 

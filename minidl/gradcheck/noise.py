@@ -25,7 +25,8 @@ the noise measured from the fourth difference of the five values (Moré and Wild
 of computational noise). A real bug's discrepancy stays put as the step changes; noise
 shrinks like 1/h and truncation is measured. A coordinate is *wrong* only when the most precise
 estimate that crossed no kink disagrees with ``g`` beyond its bar and the next most precise one
-agrees with it (the discrepancy stays put); when no step avoids a kink it is reported as a kink. ``passed`` means no coordinate is wrong.
+agrees with it (the discrepancy stays put); when no step avoids a kink it is reported as a kink.
+``passed`` means no coordinate is wrong.
 """
 import math
 
