@@ -32,8 +32,9 @@ Coordinates whose perturbation crossed a kink (a ReLU input changed sign) are li
 ``report.kinks`` and left out. Details: :mod:`minidl.gradcheck.noise`; the fast and exact
 evaluation of every coordinate: :mod:`minidl.gradcheck.engine`.
 
-Modules: ``report`` (GradCheckReport), ``noise`` (the verdict), ``engine`` (evaluation),
-``checks`` (the entry points below).
+Modules: ``report`` (GradCheckReport), ``noise`` (the verdict), ``precision`` (float32 against
+float64), ``engine`` (evaluation), ``diagnose`` (isolation and classification), ``checks`` (the
+entry points below).
 """
 from .checks import check_gradient, gradcheck, gradcheck_layer
 from .report import GradCheckReport

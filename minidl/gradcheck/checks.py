@@ -11,10 +11,9 @@ from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each
-from .noise import (K_NOISE, SHIFT, SPOT_CHECK, backward_magnitudes, dtype_allowance, forward_magnitudes, judge,
-                    scipy_cross_check)
-
-UNIT_ROUNDOFF_32 = float(np.finfo(np.float32).eps) / 2
+from .noise import K_NOISE, SPOT_CHECK, judge, scipy_cross_check
+from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
+                        layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
 
 CONFIRM_ALL_MAX = 10_000    # check_gradient confirms every coordinate up to this size
@@ -114,11 +113,11 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     analytic = grads if grads is not None else own
     allowance, dtype_check = dict.fromkeys(names, 0.0), None
     if low_grads or model.dtype == np.float32:
-        allowance32 = _float32_allowance(own, _magnitudes(ev))
+        allowance32 = float32_allowance(own, magnitudes_of(ev))
         if low_grads:       # gradients handed in float32 carry float32 rounding, which is not a bug
             allowance = allowance32
         if model.dtype == np.float32:
-            dtype_check = _dtype_check(model, ev, own, masks, allowance32)
+            dtype_check = dtype_check_of(model, ev, own, masks, allowance32)
 
     sigmas = {}
     plan = [(name, k_body, layer, pname, array, _choose_coords(array.size, coords, k, rng))
@@ -203,69 +202,6 @@ def _curvature(groups, sizes, epsilon):
         full[grp["index"]] = bound
         parts.append(full)
     return np.concatenate(parts)
-
-
-def _magnitudes(ev):
-    """Per parameter, the magnitudes of what backprop sums into its gradient, forward rounding included.
-
-    See ``forward_magnitudes`` and ``backward_magnitudes`` (which run each layer's forward at the
-    cached activations before reading its cache).
-    """
-    net = ev.net
-    deltas = [np.abs(ev.X.astype(np.float32) - ev.X) / UNIT_ROUNDOFF_32]   # the input's own rounding
-    for layer, A, out in zip(ev.body, ev.acts, ev.acts[1:]):
-        deltas.append(forward_magnitudes(layer, A.copy(), deltas[-1], out, ev.training))
-    out = ev.acts[-1]
-    # The loss's gradient rounds by u of itself and moves with the logit's rounding.
-    dout = lambda o: net.loss.dout(o, ev.Y, net.logit_head)
-    M = np.abs(dout(out)) + np.abs(dout(out + SHIFT * deltas[-1]) - dout(out)) / SHIFT
-    found = {}
-    for i in reversed(range(len(ev.body))):
-        M, params = backward_magnitudes(ev.body[i], ev.acts[i], deltas[i], M, ev.training, needs_dX=i > 0)
-        found.update({f"{i}.{pname}": value for pname, value in params.items()})
-        if M is None:
-            break
-    for i, layer in enumerate(net.layers):
-        for pname in layer.regularized:
-            found[f"{i}.{pname}"] = found[f"{i}.{pname}"] + net.loss.l2 / ev.m * np.abs(layer.params[pname])
-    return found
-
-
-def _float32_allowance(own, magnitudes):
-    return {name: dtype_allowance(g, magnitudes[name], np.float32) for name, g in own.items()}
-
-
-def _dtype_check(model, ev, own, masks, allowance):
-    """The model's own float32 backprop against its float64 backprop at the same weights.
-
-    Examples whose float32 forward puts a unit on the other side of a kink (a ReLU input that
-    rounds across 0) are left out of both: their gradients differ by a slope, not by a bug.
-    """
-    net = copy.deepcopy(model)
-    X32, Y32 = ev.X.astype(np.float32), ev.Y.astype(np.float32)
-    A, crossed = X32, np.zeros(ev.m, dtype=bool)
-    for k, layer in enumerate(net.body):
-        if isinstance(layer, Dropout) and masks is not None:
-            layer.fixed_mask = masks[net.layers.index(layer)]
-        pattern = layer.kink_pattern(A)
-        if pattern is not None:
-            crossed |= (pattern != ev.patterns[k]).reshape(ev.m, -1).any(axis=1)
-        A = layer.forward(A, masks is not None)
-    keep = ~crossed
-    if crossed.any():
-        if not keep.any():
-            return {"dtype": "float32", "wrong": {}, "passed": True, "left_out": ev.m}
-        masks = None if masks is None else {i: mask[keep] for i, mask in masks.items()}
-        ev = Evaluator(model, ev.X[keep], ev.Y[keep], masks)
-        own = {name: g.copy() for name, g in ev.analytic().items()}
-        allowance = _float32_allowance(own, _magnitudes(ev))
-        for i, mask in (masks or {}).items():
-            net.layers[i].fixed_mask = mask
-    net._backprop(X32[keep], Y32[keep], training=masks is not None)
-    wrong = {}
-    for name, g32 in net.named_gradients():
-        wrong[name] = int(np.sum(~(np.abs(g32.astype(np.float64) - own[name]) <= allowance[name])))
-    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values()), "left_out": int(crossed.sum())}
 
 
 def _check_grads(grads, model):
@@ -374,7 +310,7 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
         layer32 = _layer_copy(layer, np.float32)
         if training and isinstance(layer, Dropout):
             layer32.fixed_mask = layer.fixed_mask
-        dtype_check = _layer_dtype_check(layer32, X, R, training, own, magnitudes)
+        dtype_check = layer_dtype_check(layer32, X, R, training, own, magnitudes)
     report = GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check)
     if not report.passed:
         context = {"X": X, "upstream": R, "dropout": isinstance(layer, Dropout),
@@ -391,17 +327,6 @@ def _layer_copy(layer, dtype):
     for name in layer.params:
         layer.params[name] = np.array(layer.params[name], dtype=dtype)
     return layer
-
-
-def _layer_dtype_check(layer32, X, R, training, own, magnitudes):
-    """The layer's float32 backward against its float64 backward at the same input and parameters."""
-    layer32.forward(X.astype(np.float32), training)
-    low = {"X": layer32.backward(R.astype(np.float32)), **layer32.grads}
-    wrong = {}
-    for name, g in own.items():
-        allowance = dtype_allowance(g, magnitudes[name], np.float32)
-        wrong[name] = int(np.sum(~(np.abs(np.asarray(low[name], dtype=np.float64) - g) <= allowance)))
-    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values())}
 
 
 # ------------------------------------------------------------------- function check

@@ -34,7 +34,6 @@ import numpy as np
 import scipy.optimize
 
 K_NOISE = 10          # safety factor on every noise bound
-K_DTYPE = 100         # safety factor on the rounding of float32 backprop (first-order bound, see dtype_allowance)
 RTOL = 1e-7           # relative rounding allowed in float64 backprop
 CONFIRM_MAX = 256     # flagged coordinates re-evaluated per parameter, worst first
 SPOT_CHECK = 16       # largest gradients of each parameter, re-evaluated whatever the screen says
@@ -156,71 +155,6 @@ def confirm(g, slope, sigma, epsilon, allowance, base, at_steps):
     numeric = np.where(kink, estimates[0], estimates[best, cols])
     bar = np.where(kink, np.inf, bars[best, cols])
     return wrong, kink, numeric, bar
-
-
-# ------------------------------------------------------------------ lower precision
-SHIFT = 2.0 ** -24     # relative shift used to measure first-order sensitivities
-
-
-def forward_magnitudes(layer, A, delta, out, training):
-    """The rounding carried by ``layer``'s output, in units of u, from ``delta`` carried by its input ``A``.
-
-    A Dense rounds by about ``u (|A| |W| + |b|)`` (measured: up to 1.6 times that on float32 sums
-    of 5 to 12,288 terms) and passes its input's errors on as ``sqrt(delta^2 W^2)``: they come
-    from independent roundings, so their signs mix. Other layers pass ``delta`` on through their
-    own forward (half the spread of ``f(A +- s delta)`` over ``s``) and round their ``out``.
-    """
-    from ..layers import Dense
-    if isinstance(layer, Dense):
-        W = layer.params["W"]
-        return np.sqrt(np.square(delta) @ np.square(W)) + np.abs(A) @ np.abs(W) + np.abs(layer.params["b"])
-    spread = np.abs(layer.forward(A + SHIFT * delta, training) - layer.forward(A - SHIFT * delta, training))
-    return spread / (2 * SHIFT) + np.abs(out)
-
-
-def backward_magnitudes(layer, A, delta, M, training=False, needs_dX=True):
-    """Magnitudes of what ``layer``'s backward sums, from the magnitude ``M`` of its incoming gradient.
-
-    For a Dense: ``(|A| + delta)^T M`` for dW, ``sum M`` for db, ``M |W|^T`` for dX: the sums whose
-    rounding a gradient carries (cancellation included), and the rounding ``delta`` (units of u)
-    that its input brings from the forward pass. Other layers: ``|backward(M)| + M`` (the
-    derivative's formula, ``1 - A**2`` or ``A (1 - A)``, rounds by about u absolute, which is all
-    that is left of a saturated unit's derivative), plus how much backward moves when its input
-    moves by ``delta``, measured by running it again at ``A + s delta`` (zero for ReLU, whose
-    derivative does not move unless the unit crosses its kink). Leaves the layer's cache at ``A``.
-    Returns ``(magnitude of dX or None, {param: magnitude})``.
-    """
-    from ..layers import Dense
-    if isinstance(layer, Dense):
-        W = np.abs(layer.params["W"])
-        return (M @ W.T if needs_dX else None), {"W": (np.abs(A) + delta).T @ M, "b": M.sum(axis=0)}
-    layer.forward(A.copy(), training)
-    dX = layer.backward(M)
-    grads = {name: np.array(layer.grads[name]) for name in layer.params}
-    shifted = A + SHIFT * delta
-    layer.forward(shifted.copy(), training)
-    dX2 = layer.backward(M)
-    pattern, pattern2 = layer.kink_pattern(A), layer.kink_pattern(shifted)
-    same = np.ones(A.shape, dtype=bool) if pattern is None else pattern == pattern2
-    params = {name: np.abs(g) + np.abs(np.asarray(layer.grads[name]) - g) / SHIFT for name, g in grads.items()}
-    layer.forward(A.copy(), training)
-    if dX is None:
-        return None, params
-    moved = np.abs(dX2 - dX) / SHIFT
-    if moved.shape == same.shape:
-        moved = np.where(same, moved, 0.0)     # a unit crossing its kink is left out of the comparison
-    return np.abs(dX) + moved + (M if dX.shape == M.shape else 0.0), params
-
-
-def dtype_allowance(g, magnitude, dtype):
-    """How far a gradient computed in ``dtype`` may stray from ``g`` by rounding alone.
-
-    ``K_DTYPE`` times the unit roundoff of what was summed, plus the dtype's smallest normal
-    number (values below it underflow). A float16 slip inside a float32 computation is ~8,000
-    times the unit roundoff, so it stays far beyond.
-    """
-    info = np.finfo(dtype)
-    return K_DTYPE * (float(info.eps) / 2 * (np.abs(g) + magnitude) + float(info.tiny))
 
 
 # ------------------------------------------------------------------ scipy's cross-check

@@ -1,0 +1,154 @@
+"""float32: the gradients a model trains with, against its float64 gradients, judged by float32 rounding.
+
+The check itself runs in float64, so a backward that is wrong only for float32 arrays (a dtype
+mix-up, an overflow) would pass it. Here a float32 model's own float32 backprop is compared with
+its float64 backprop at the same weights, each coordinate allowed ``K_DTYPE`` times a first-order
+bound of float32 rounding: the magnitudes backprop sums into it (``backward_magnitudes``) and the
+rounding the forward pass brings (``forward_magnitudes``). The same allowance covers float32
+gradients handed to ``gradcheck(grads=...)``.
+"""
+import copy
+
+import numpy as np
+
+from ..layers import Dropout
+from .engine import Evaluator
+
+K_DTYPE = 100         # safety factor on the rounding of float32 backprop (first-order bound)
+SHIFT = 2.0 ** -24    # relative shift used to measure first-order sensitivities
+UNIT_ROUNDOFF_32 = float(np.finfo(np.float32).eps) / 2
+
+
+def forward_magnitudes(layer, A, delta, out, training):
+    """The rounding carried by ``layer``'s output, in units of u, from ``delta`` carried by its input ``A``.
+
+    A Dense rounds by about ``u (|A| |W| + |b|)`` (measured: up to 1.6 times that on float32 sums
+    of 5 to 12,288 terms) and passes its input's errors on as ``sqrt(delta^2 W^2)``: they come
+    from independent roundings, so their signs mix. Other layers pass ``delta`` on through their
+    own forward (half the spread of ``f(A +- s delta)`` over ``s``) and round their ``out``.
+    """
+    from ..layers import Dense
+    if isinstance(layer, Dense):
+        W = layer.params["W"]
+        return np.sqrt(np.square(delta) @ np.square(W)) + np.abs(A) @ np.abs(W) + np.abs(layer.params["b"])
+    spread = np.abs(layer.forward(A + SHIFT * delta, training) - layer.forward(A - SHIFT * delta, training))
+    return spread / (2 * SHIFT) + np.abs(out)
+
+
+def backward_magnitudes(layer, A, delta, M, training=False, needs_dX=True):
+    """Magnitudes of what ``layer``'s backward sums, from the magnitude ``M`` of its incoming gradient.
+
+    For a Dense: ``(|A| + delta)^T M`` for dW, ``sum M`` for db, ``M |W|^T`` for dX: the sums whose
+    rounding a gradient carries (cancellation included), and the rounding ``delta`` (units of u)
+    that its input brings from the forward pass. Other layers: ``|backward(M)| + M`` (the
+    derivative's formula, ``1 - A**2`` or ``A (1 - A)``, rounds by about u absolute, which is all
+    that is left of a saturated unit's derivative), plus how much backward moves when its input
+    moves by ``delta``, measured by running it again at ``A + s delta`` (zero for ReLU, whose
+    derivative does not move unless the unit crosses its kink). Leaves the layer's cache at ``A``.
+    Returns ``(magnitude of dX or None, {param: magnitude})``.
+    """
+    from ..layers import Dense
+    if isinstance(layer, Dense):
+        W = np.abs(layer.params["W"])
+        return (M @ W.T if needs_dX else None), {"W": (np.abs(A) + delta).T @ M, "b": M.sum(axis=0)}
+    layer.forward(A.copy(), training)
+    dX = layer.backward(M)
+    grads = {name: np.array(layer.grads[name]) for name in layer.params}
+    shifted = A + SHIFT * delta
+    layer.forward(shifted.copy(), training)
+    dX2 = layer.backward(M)
+    pattern, pattern2 = layer.kink_pattern(A), layer.kink_pattern(shifted)
+    same = np.ones(A.shape, dtype=bool) if pattern is None else pattern == pattern2
+    params = {name: np.abs(g) + np.abs(np.asarray(layer.grads[name]) - g) / SHIFT for name, g in grads.items()}
+    layer.forward(A.copy(), training)
+    if dX is None:
+        return None, params
+    moved = np.abs(dX2 - dX) / SHIFT
+    if moved.shape == same.shape:
+        moved = np.where(same, moved, 0.0)     # a unit crossing its kink is left out of the comparison
+    return np.abs(dX) + moved + (M if dX.shape == M.shape else 0.0), params
+
+
+def dtype_allowance(g, magnitude, dtype):
+    """How far a gradient computed in ``dtype`` may stray from ``g`` by rounding alone.
+
+    ``K_DTYPE`` times the unit roundoff of what was summed, plus the dtype's smallest normal
+    number (values below it underflow). A float16 slip inside a float32 computation is ~8,000
+    times the unit roundoff, so it stays far beyond.
+    """
+    info = np.finfo(dtype)
+    return K_DTYPE * (float(info.eps) / 2 * (np.abs(g) + magnitude) + float(info.tiny))
+
+
+def magnitudes(ev):
+    """Per parameter, the magnitudes of what backprop sums into its gradient, forward rounding included.
+
+    See ``forward_magnitudes`` and ``backward_magnitudes`` (which run each layer's forward at the
+    cached activations before reading its cache).
+    """
+    net = ev.net
+    deltas = [np.abs(ev.X.astype(np.float32) - ev.X) / UNIT_ROUNDOFF_32]   # the input's own rounding
+    for layer, A, out in zip(ev.body, ev.acts, ev.acts[1:]):
+        deltas.append(forward_magnitudes(layer, A.copy(), deltas[-1], out, ev.training))
+    out = ev.acts[-1]
+    # The loss's gradient rounds by u of itself and moves with the logit's rounding.
+    dout = lambda o: net.loss.dout(o, ev.Y, net.logit_head)
+    M = np.abs(dout(out)) + np.abs(dout(out + SHIFT * deltas[-1]) - dout(out)) / SHIFT
+    found = {}
+    for i in reversed(range(len(ev.body))):
+        M, params = backward_magnitudes(ev.body[i], ev.acts[i], deltas[i], M, ev.training, needs_dX=i > 0)
+        found.update({f"{i}.{pname}": value for pname, value in params.items()})
+        if M is None:
+            break
+    for i, layer in enumerate(net.layers):
+        for pname in layer.regularized:
+            found[f"{i}.{pname}"] = found[f"{i}.{pname}"] + net.loss.l2 / ev.m * np.abs(layer.params[pname])
+    return found
+
+
+def float32_allowance(own, magnitudes):
+    return {name: dtype_allowance(g, magnitudes[name], np.float32) for name, g in own.items()}
+
+
+def dtype_check(model, ev, own, masks, allowance):
+    """The model's own float32 backprop against its float64 backprop at the same weights.
+
+    Examples whose float32 forward puts a unit on the other side of a kink (a ReLU input that
+    rounds across 0) are left out of both: their gradients differ by a slope, not by a bug.
+    """
+    net = copy.deepcopy(model)
+    X32, Y32 = ev.X.astype(np.float32), ev.Y.astype(np.float32)
+    A, crossed = X32, np.zeros(ev.m, dtype=bool)
+    for k, layer in enumerate(net.body):
+        if isinstance(layer, Dropout) and masks is not None:
+            layer.fixed_mask = masks[net.layers.index(layer)]
+        pattern = layer.kink_pattern(A)
+        if pattern is not None:
+            crossed |= (pattern != ev.patterns[k]).reshape(ev.m, -1).any(axis=1)
+        A = layer.forward(A, masks is not None)
+    keep = ~crossed
+    if crossed.any():
+        if not keep.any():
+            return {"dtype": "float32", "wrong": {}, "passed": True, "left_out": ev.m}
+        masks = None if masks is None else {i: mask[keep] for i, mask in masks.items()}
+        ev = Evaluator(model, ev.X[keep], ev.Y[keep], masks)
+        own = {name: g.copy() for name, g in ev.analytic().items()}
+        allowance = float32_allowance(own, magnitudes(ev))
+        for i, mask in (masks or {}).items():
+            net.layers[i].fixed_mask = mask
+    net._backprop(X32[keep], Y32[keep], training=masks is not None)
+    wrong = {}
+    for name, g32 in net.named_gradients():
+        wrong[name] = int(np.sum(~(np.abs(g32.astype(np.float64) - own[name]) <= allowance[name])))
+    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values()), "left_out": int(crossed.sum())}
+
+
+def layer_dtype_check(layer32, X, R, training, own, magnitudes):
+    """The layer's float32 backward against its float64 backward at the same input and parameters."""
+    layer32.forward(X.astype(np.float32), training)
+    low = {"X": layer32.backward(R.astype(np.float32)), **layer32.grads}
+    wrong = {}
+    for name, g in own.items():
+        allowance = dtype_allowance(g, magnitudes[name], np.float32)
+        wrong[name] = int(np.sum(~(np.abs(np.asarray(low[name], dtype=np.float64) - g) <= allowance)))
+    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values())}
