@@ -115,7 +115,8 @@ class Evaluator:
                        if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
         self._table_results = {}
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
-        self.input_range = {k: (self.acts[k].min(axis=1), self.acts[k].max(axis=1)) for k in self.affine}
+        self.input_range = {k: (self.acts[k].min(axis=1), self.acts[k].max(axis=1))
+                            for k in set(self.affine) | set(self.tables)}
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
@@ -155,6 +156,15 @@ class Evaluator:
         s = 1.0 - 2.0 * self.Y[:, 0]
         z = self.acts[-1][:, 0]
         return J[:, :, 0], T, s, np.logaddexp(0.0, s * z), start > k + 1
+
+    def moving_rows(self, k, j, h):
+        """Examples whose unit j after body[k] can move when ``W[:, j]`` moves by ``h`` times the inputs:
+        all of them, unless a ReLU follows and the unit is off with every possible move short of 0."""
+        if not (k + 1 < len(self.body) and type(self.body[k + 1]) is ReLU):
+            return np.arange(self.m)
+        lo, hi = self.input_range[k]
+        Z = self.actsT[k + 1][j]
+        return np.flatnonzero(Z + np.maximum(h * lo, h * hi) > 0)
 
     def affine_full_column(self, k, j, h):
         """:meth:`affine_column` for every ``W[:, j]`` at one step ``h``: ``(delta, kink)``.
@@ -514,8 +524,10 @@ def _perturbed(ev, k, layer, pname, array, flat, steps):
         # distinct (example, value) pairs; a few coordinates (confirmation) go pair by pair
         if table is not None and one_step and run.size * m >= table[0].size:
             change, kinks = ev.column_table(k, j, float(steps[0]))
-            codes = table[2][:, rows[run]]                                 # (m, B)
-            delta[run], kink[run] = change[codes].sum(axis=0), kinks[codes].any(axis=0)
+            moving = ev.moving_rows(k, j, float(steps[0]))                # the others change nothing
+            codes = table[2][moving][:, rows[run]]                         # (examples, B)
+            delta[run] = change[codes].sum(axis=0)
+            kink[run] = kinks[codes].any(axis=0) if kinks.any() else False
         elif ev.rowwise_from[k + 1]:
             examples = np.tile(np.arange(m), run.size)                     # pair b * m + r
             moves = steps[run][:, None] * ev.actsT[k][rows[run]]            # (B, m)
