@@ -133,6 +133,8 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         order = _column_order(flat, array) if by_column else np.arange(flat.size)
         # About 64 MB of stacked activations per chunk, unless chunk_size says otherwise.
         per_chunk = chunk_size or max(1, (64 << 20) // (8 * 8 * ev.m * ev.stack_width(k_body, layer)))
+        if by_column and chunk_size is None:     # whole columns: each is evaluated in one pass
+            per_chunk = max(1, per_chunk // array.shape[0]) * array.shape[0]
         for start in range(0, flat.size, per_chunk):
             where = order[start:start + per_chunk]
             fp[where], fm[where], kink[where] = ev.central(k_body, layer, pname, array, flat[where], epsilon, method)

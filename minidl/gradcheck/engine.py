@@ -41,6 +41,17 @@ def perturb_each(array, flat, h, change):
     return fp, fm
 
 
+def _softplus(t):
+    """``log(1 + e^t)`` in place, as ``max(t, 0) + log1p(exp(-|t|))``: the loss's own form, no temporaries."""
+    positive = np.maximum(t, 0)
+    np.abs(t, out=t)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    t += positive
+    return t
+
+
 def _is_plain_dense(layer):
     return isinstance(layer, Dense) and type(layer).forward is Dense.forward
 
@@ -155,7 +166,7 @@ class Evaluator:
                 J = J * (Z > 0)[:, None, :]
         s = 1.0 - 2.0 * self.Y[:, 0]
         z = self.acts[-1][:, 0]
-        return J[:, :, 0], T, s, np.logaddexp(0.0, s * z), start > k + 1
+        return J[:, :, 0], T, s, _softplus(s * z), start > k + 1
 
     def moving_rows(self, k, j, h):
         """Examples whose unit j after body[k] can move when ``W[:, j]`` moves by ``h`` times the inputs:
@@ -181,14 +192,14 @@ class Evaluator:
         risky = (live & (np.maximum(-low, high) >= T[:, j] / 2)) | (live & relu_first & (low <= -Z)) | \
             (~live & (high > -Z))
         L = np.flatnonzero(live & ~risky)
-        A = self.actsT[k]                                                          # (n_in, m)
-        t = A[:, L] * (s * c[:, j] * h)[L]
-        t += (s * self.acts[-1][:, 0])[L]
-        change = np.logaddexp(0.0, t)
-        change -= base[L]
-        delta, kink = change.sum(axis=1), np.zeros(A.shape[0], dtype=bool)
+        A = self.acts[k]                                               # (m, n_in): long rows, one per example
+        t = A[L] * (s * c[:, j] * h)[L, None]
+        t += (s * self.acts[-1][:, 0])[L, None]
+        change = _softplus(t)
+        change -= base[L, None]
+        delta, kink = change.sum(axis=0), np.zeros(A.shape[1], dtype=bool)
         for r in np.flatnonzero(risky):
-            more, more_kink = self.column_pairs(k, j, np.full(A.shape[0], r), h * A[:, r])
+            more, more_kink = self.column_pairs(k, j, np.full(A.shape[1], r), h * A[r])
             delta += more
             kink |= more_kink
         return delta, kink
@@ -219,7 +230,7 @@ class Evaluator:
         d = moves[:, live]                         # a live unit that stays live moves by exactly its input's move
         t = (s[live] * c[live, j]) * d
         t += (s * self.acts[-1][:, 0])[live]
-        change = np.logaddexp(0.0, t)
+        change = _softplus(t)
         change -= base[live]
         exact = crossing | ~(np.abs(d) < T[live, j] / 2)               # rare: those pairs go through the tail
         if reach is not None and reach.any():
@@ -498,7 +509,7 @@ def _perturbed(ev, k, layer, pname, array, flat, steps):
     cols = flat % n_out
     table = ev.tables.get(k)
     one_step = steps.size > 0 and bool(np.all(steps == steps[0]))
-    if k in ev.affine and not (pname == "W" and table is not None and one_step):
+    if k in ev.affine:
         # one batched pass per column: every W[:, j], b[j] and step together
         delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
         n_in = array.shape[0] if pname == "W" else 0
