@@ -1,8 +1,14 @@
 """The evaluation engine: J at theta +- h e_i for many coordinates i, exactly and fast.
 
 Perturbing a parameter of layer k leaves layers before k untouched: their activations are
-computed once. For Dense's ``W[i, j]`` only column j of ``Z`` moves, by ``+-h * A_prev[:, i]``;
-that column is pushed alone through the elementwise layers that follow and enters the next
+computed once. For Dense's ``W[i, j]`` only column j of ``Z`` moves, by ``+-h * A_prev[:, i]``.
+
+When everything after that column's ReLU is ReLUs and Dense layers (the usual case), the logit is
+an affine function of the move as long as no later ReLU changes side, which is provable per
+example from each unit's distance to 0 (``_affine_tail``): the logit then moves by ``d * c[r, j]``
+with ``c`` from one backward pass at theta, and only the loss is evaluated, a whole column in a few
+passes over its live examples (``affine_full_column``); examples that could cross go through the
+exact path below. Otherwise the column is pushed alone through the elementwise layers that follow and enters the next
 Dense as a rank-one update. Many perturbations travel together as a stack of batches, in
 chunks that bound memory. Examples a perturbation leaves unchanged are skipped, and since
 example r sees ``W[i, j]`` only through ``A_prev[r, i]``, each distinct (example, input value)
