@@ -283,3 +283,11 @@ def test_the_trainer_debug_line_carries_the_first_finding():
     line = log.getvalue()
     assert "gradcheck FAILED" in line and "diagnosis: layer 3 (Dense) backward: W is 2 times the right value" in line
     assert "isolated: layer 3 (Dense) backward: W is wrong" in str(error.value)
+
+
+def test_an_l2_mistake_is_no_longer_blamed_on_the_last_layer_and_the_loss():
+    report = network(loss_bug="L2 gradient missing").gradcheck(X, Y, scipy_check=False)
+    assert report.suspects is None and "where to look" not in str(report)
+    report = _grads(_forget_l2)
+    assert report.suspects is None and "where to look" not in str(report)
+    assert network(3, "dW doubled").gradcheck(X, Y, scipy_check=False).suspects == [3]

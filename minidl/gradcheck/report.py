@@ -95,7 +95,9 @@ class GradCheckReport:
     def suspects(self):
         """Where the error most likely enters backprop: a list of layer indices, or None.
 
-        Backprop runs from the loss towards the input, so a wrong derivative in layer j
+        With a diagnosis, the layers whose functions it found wrong (None when only the loss, the
+        L2 term or gradients handed in are). Without one, a guess from the failing parameters:
+        backprop runs from the loss towards the input, so a wrong derivative in layer j
         spoils the gradients of every parameter before j and none after. The suspects are
         the deepest layer with a failing parameter, every layer after it up to and including
         the next layer whose parameters pass (its own gradients can be right while the ``dX``
@@ -103,6 +105,8 @@ class GradCheckReport:
         """
         if self.passed or self.layer_names is None:
             return None
+        if self.diagnosis:        # isolation checked each function: the layers it found, if any
+            return sorted({f.layer for f in self.diagnosis if f.layer is not None}) or None
         failing = {int(name.split(".")[0]) for name in self.failed_parameters}
         if not failing:
             return None
@@ -208,7 +212,7 @@ class GradCheckReport:
             out.append("worst coordinates (by error beyond tolerance):")
             out += _table([("parameter", "index", "analytic", "numeric", "rel. error")] +
                           [(n, str(list(i)), f"{g: .6e}", f"{gn: .6e}", f"{r:.2e}") for n, i, g, gn, r in worst])
-        suspects = self._suspects_text()
+        suspects = None if self.diagnosis else self._suspects_text()     # the diagnosis says it better
         if suspects:
             out.append(suspects)
         if self.dtype_check is not None:
