@@ -141,7 +141,7 @@ def _sampled(name, array, J, analytic, rng, epsilon=1e-6):
 
 # ------------------------------------------------------------------ isolation
 def isolate(ev, seed=0):
-    """Check every function of the evaluator's network on its own; returns ``[(function, layer, quantities)]``.
+    """Check every function of the evaluator's network on its own; returns ``[(function, layer, quantities, upstream)]``.
 
     ``quantities`` lists the :class:`Quantity` of each output; a function is wrong when any of
     them has a wrong coordinate. Layers are listed from the loss backwards, as backprop runs.
@@ -159,7 +159,7 @@ def isolate(ev, seed=0):
 
     loss_layer = _FunctionLayer(loss_of)
     checked.append(("the loss's gradient", None, [_positionwise("dout", loss_layer, out, np.ones_like(out), dout,
-                                                                False)]))
+                                                                False)], None))
     # the L2 term's gradient, for every regularized parameter
     l2_quantities = []
     for i, layer in enumerate(net.layers):
@@ -172,7 +172,7 @@ def isolate(ev, seed=0):
                 l2_quantities.append(_sampled(f"{i}.{pname}", W, lambda: net.loss.penalty(net._weights(), m),
                                               analytic, rng))
     if l2_quantities:
-        checked.append((L2_FUNCTION, None, l2_quantities))
+        checked.append((L2_FUNCTION, None, l2_quantities, None))
     # each layer's backward at what the model gave it
     dA = dout
     for k in reversed(range(len(ev.body))):
@@ -183,7 +183,7 @@ def isolate(ev, seed=0):
         grads = {name: np.array(layer.grads[name], dtype=float) for name in layer.params}
         quantities = _layer_quantities(layer, A, upstream, dX, grads, training, rng)
         index = net.layers.index(layer)
-        checked.append((f"layer {index} ({type(layer).__name__}) backward", index, quantities))
+        checked.append((f"layer {index} ({type(layer).__name__}) backward", index, quantities, upstream))
         if dX is None:
             break
         dA = dX
@@ -340,7 +340,7 @@ def diagnose_model(ev, report, grads_given, seed=0):
         return diagnose_gradients(report.groups, dict(net.named_parameters()), regularized, net.loss.l2, m), None
     checked = isolate(ev, seed)
     findings = []
-    for function, index, quantities in checked:
+    for function, index, quantities, upstream in checked:
         layer = None if index is None else net.layers[index]
         for quantity in quantities:
             if not np.any(quantity.wrong):
@@ -348,7 +348,7 @@ def diagnose_model(ev, report, grads_given, seed=0):
             context = {"m": m, "l2": net.loss.l2}
             if index is not None:
                 k = ev.body.index(layer)
-                context.update(X=ev.acts[k], upstream=_upstream(ev, k), dropout=isinstance(layer, Dropout),
+                context.update(X=ev.acts[k], upstream=upstream, dropout=isinstance(layer, Dropout),
                                keep_prob=getattr(layer, "keep_prob", None) if isinstance(layer, Dropout) else None,
                                W_layer=layer.params.get("W") if isinstance(layer, Dense) else None)
             finding = classify(quantity, function, index, context)
@@ -365,7 +365,7 @@ def diagnose_model(ev, report, grads_given, seed=0):
 def _isolation_sentence(checked):
     """``layer 3 (BadTanh) backward: dX is wrong; its parameters and every other function are right``."""
     wrong = [(function, [q.name for q in quantities if np.any(q.wrong)],
-              [q.name for q in quantities if not np.any(q.wrong)]) for function, _, quantities in checked]
+              [q.name for q in quantities if not np.any(q.wrong)]) for function, _, quantities, _ in checked]
     wrong = [w for w in wrong if w[1]]
     parts = []
     for function, bad, good in wrong:
@@ -390,16 +390,6 @@ def _l2_finding(finding, quantity):
     finding.kind, finding.numbers["factor"] = "l2", factor
     finding.message = f"{L2_FUNCTION} of {quantity.name} {text}"
     return finding
-
-
-def _upstream(ev, k):
-    """The gradient the model sends into body[k]'s backward (re-run from the loss)."""
-    net = ev.net
-    out = net._run(ev.X.copy(), ev.body, ev.training)
-    dA = net.loss.dout(out, ev.Y, net.logit_head)
-    for j in reversed(range(k + 1, len(ev.body))):
-        dA = ev.body[j].backward(dA)
-    return dA
 
 
 def diagnose_gradients(groups, params, regularized, l2, m):
