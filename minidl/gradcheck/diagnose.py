@@ -141,7 +141,7 @@ def _sampled(name, array, J, analytic, rng, epsilon=1e-6):
 
 # ------------------------------------------------------------------ isolation
 def isolate(ev, seed=0):
-    """Check every function of the evaluator's network on its own; returns ``[(function, layer, quantities, upstream)]``.
+    """Check every function of the network on its own: ``[(function, layer, quantities, upstream)]``.
 
     ``quantities`` lists the :class:`Quantity` of each output; a function is wrong when any of
     them has a wrong coordinate. Layers are listed from the loss backwards, as backprop runs.
