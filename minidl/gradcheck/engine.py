@@ -127,11 +127,12 @@ class Evaluator:
         self.margins = [np.abs(A).min(axis=1, initial=np.inf) for A in self.acts]
         self.base_losses = net.loss.losses(self.acts[-1], Y, net.logit_head)[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
-        # Distinct input values per example, for Dense layers whose inputs repeat a lot (see column_table).
-        self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
-                       if _is_plain_dense(layer) and self.rowwise_from[k + 1]}
-        self._table_results = {}
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
+        # Distinct input values per example, for Dense layers whose inputs repeat a lot (see column_table);
+        # layers with an affine tail never use them.
+        self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
+                       if _is_plain_dense(layer) and self.rowwise_from[k + 1] and k not in self.affine}
+        self._table_results = {}
         self.input_range = {k: (self.acts[k].min(axis=1), self.acts[k].max(axis=1))
                             for k in set(self.affine) | set(self.tables)}
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
@@ -143,10 +144,10 @@ class Evaluator:
     # -- the affine collapse
     def _affine_tail(self, k):
         """For a plain Dense body[k] whose output reaches the logit through ReLUs and plain Dense layers
-        only: ``(c, T, s, base)`` with ``c[r, j] = dz_r / dA[r, j]`` (A the output of the first ReLU after
-        body[k], or of body[k] itself when it is the last layer), ``T[r, j]`` how far ``A[r, j]`` may move
-        before any later ReLU could change side, the label signs ``s = 1 - 2y`` and the base losses
-        ``softplus(s z)``. None when the network does not qualify (a smooth activation, dropout in
+        only: ``(c, T, s, base, relu_first)`` with ``c[r, j] = dz_r / dA[r, j]`` (A the output of the
+        first ReLU after body[k], or of body[k] itself when none follows), ``T[r, j]`` how far ``A[r, j]``
+        may move before any later ReLU could change side, the label signs ``s = 1 - 2y``, the base
+        losses ``softplus(s z)`` and whether that first ReLU is there. None when the network does not qualify (a smooth activation, dropout in
         training mode, a layer of the user's, a loss subclass)."""
         net = self.net
         if not (_is_plain_dense(self.body[k]) and net.logit_head and not self.training
