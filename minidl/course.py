@@ -249,8 +249,7 @@ def _cost_finding(model, X, Y, parameters, lambd, cost, forward):
         AL = check_array(AL, "forward(X, parameters)", ndim=2)
         if AL.shape != Y.shape:
             raise InputError(f"forward(X, parameters) must return AL of shape {Y.shape}; received {AL.shape}")
-        A = np.clip(AL, np.finfo(float).tiny, 1 - np.finfo(float).epsneg)
-        data = float(-np.mean(Y * np.log(A) + (1 - Y) * np.log1p(-A)))
+        data = float(np.mean(model.loss.losses(AL.T, Y.T, from_logits=False)))     # from probabilities
         cost = data + model.loss.penalty(model._weights(), X.shape[1])
         what = "the cost of your forward pass's AL"
     else:
