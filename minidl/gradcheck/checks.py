@@ -35,10 +35,13 @@ def _choose_coords(size, coords, k, rng):
 
 
 def _group(name, shape, index, analytic, fp, fm, kink, slope, sigma, allowance):
+    """One parameter's evaluations; a slope or allowance that is one number for every coordinate is kept
+    as a read-only broadcast view (no memory per coordinate)."""
+    size = np.shape(index)
     return {"name": name, "shape": tuple(shape), "index": np.asarray(index, dtype=np.int64),
             "analytic": np.asarray(analytic, dtype=np.float64), "fp": fp, "fm": fm,
-            "kink": np.asarray(kink, dtype=bool), "slope": slope, "sigma": sigma,
-            "allowance": np.broadcast_to(np.asarray(allowance, dtype=float), np.shape(index)).copy()}
+            "kink": np.asarray(kink, dtype=bool), "slope": np.broadcast_to(np.asarray(slope, dtype=float), size),
+            "sigma": sigma, "allowance": np.broadcast_to(np.asarray(allowance, dtype=float), size)}
 
 
 def _is_low_precision(array):
@@ -126,33 +129,23 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                leave=False)
     groups = []
     for name, k_body, layer, pname, array, flat in plan:
-        fp, fm, kink = np.empty(flat.size), np.empty(flat.size), np.zeros(flat.size, dtype=bool)
-        # Dense's W goes column by column: the perturbations of one column j share everything
-        # downstream but the moved values, so they need no gathering.
-        by_column = method == "fast" and pname == "W" and _is_plain_dense(layer)
-        order = _column_order(flat, array) if by_column else np.arange(flat.size)
-        # About 64 MB of stacked activations per chunk, unless chunk_size says otherwise.
-        per_chunk = chunk_size or max(1, (64 << 20) // (8 * 8 * ev.m * ev.stack_width(k_body, layer)))
-        if by_column and chunk_size is None:     # whole columns: each is evaluated in one pass
-            per_chunk = max(1, per_chunk // array.shape[0]) * array.shape[0]
-        for start in range(0, flat.size, per_chunk):
-            where = order[start:start + per_chunk]
-            fp[where], fm[where], kink[where] = ev.central(k_body, layer, pname, array, flat[where], epsilon, method)
-            bar.update(where.size)
+        if flat.size == array.size:       # every coordinate, in the parameter's own order
+            fp, fm, kink = ev.central_all(k_body, layer, pname, array, epsilon, method, chunk_size, bar.update)
+        else:
+            fp, fm, kink = ev.central(k_body, layer, pname, array, flat, epsilon, method, chunk_size, bar.update)
         recomputed = method == "loop" or not _is_plain_dense(layer)
         if (k_body, recomputed) not in sigmas:
             sigmas[k_body, recomputed] = ev.noise(k_body, recomputed)
-        group = _group(name, array.shape, flat, np.asarray(analytic[name], dtype=np.float64).ravel()[flat],
-                       fp, fm, kink, ev.penalty_slope(layer, pname, array, flat), sigmas[k_body, recomputed],
+        given = np.asarray(analytic[name], dtype=np.float64).ravel()
+        if flat.size < array.size or grads is not None:      # own gradients are a private copy already
+            given = given[flat]
+        group = _group(name, array.shape, flat, given,
+                       fp, fm, kink, ev.penalty_slope(layer, pname, array, flat if flat.size < array.size else None),
+                       sigmas[k_body, recomputed],
                        np.asarray(allowance[name]).ravel()[flat] if np.ndim(allowance[name]) else 0.0)
 
         def evaluate(positions, h, k_body=k_body, layer=layer, pname=pname, array=array, flat=flat):
-            chosen = flat[positions]
-            order = np.argsort(chosen % array.shape[-1], kind="stable")     # runs of one column
-            out = ev.central(k_body, layer, pname, array, chosen[order], np.asarray(h)[order], method)
-            undo = np.empty_like(order)
-            undo[order] = np.arange(order.size)
-            return tuple(a[undo] for a in out)
+            return ev.central(k_body, layer, pname, array, flat[positions], h, method)
 
         spot = _spot(group, array) if pname == "W" and _is_plain_dense(layer) else None   # same for both methods
         groups.append(judge(group, epsilon, evaluate, spot=spot))
@@ -175,18 +168,14 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
 
 
 def _spot(group, array):
-    """Spot-check positions of a Dense W: the largest gradients of one column (one engine pass per step)."""
-    g = np.where(group["kink"], 0.0, np.abs(group["analytic"]))
-    cols = group["index"] % array.shape[-1]
-    column = cols[int(np.argmax(g))]
-    inside = np.flatnonzero(cols == column)
+    """Spot-check positions of a Dense W: the largest gradients of the column holding the largest one."""
+    g = np.abs(group["analytic"])
+    if group["kink"].any():
+        g[group["kink"]] = 0.0
+    n_out, flat = array.shape[-1], group["index"]
+    column = flat[int(np.argmax(g))] % n_out
+    inside = np.arange(column, flat.size, n_out) if flat.size == array.size else np.flatnonzero(flat % n_out == column)
     return inside[np.argsort(-g[inside], kind="stable")[:SPOT_CHECK]]
-
-
-def _column_order(flat, array):
-    if flat.size == array.size:           # every coordinate: column-major order, no sort needed
-        return np.arange(array.size).reshape(array.shape).T.ravel()
-    return np.argsort(flat % array.shape[-1], kind="stable")
 
 
 def _frozen_masks(model, m, rng):

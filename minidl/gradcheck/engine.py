@@ -1,21 +1,30 @@
 """The evaluation engine: J at theta +- h e_i for many coordinates i, exactly and fast.
 
-Perturbing a parameter of layer k leaves layers before k untouched: their activations are
-computed once. For Dense's ``W[i, j]`` only column j of ``Z`` moves, by ``+-h * A_prev[:, i]``.
+Every path below evaluates the same function as the plain loop (``method="loop"``: copy the
+parameter, move one coordinate, run the whole forward pass and the loss) and differs from it
+only in rounding. They differ in what they avoid recomputing:
 
-When everything after that column's ReLU is ReLUs and Dense layers (the usual case), the logit is
-an affine function of the move as long as no later ReLU changes side, which is provable per
-example from each unit's distance to 0 (``_affine_tail``): the logit then moves by ``d * c[r, j]``
-with ``c`` from one backward pass at theta, and only the loss is evaluated, a whole column in a few
-passes over its live examples (``affine_full_column``); examples that could cross go through the
-exact path below. Otherwise the column is pushed alone through the elementwise layers that follow and enters the next
-Dense as a rank-one update. Many perturbations travel together as a stack of batches, in
-chunks that bound memory. Examples a perturbation leaves unchanged are skipped, and since
-example r sees ``W[i, j]`` only through ``A_prev[r, i]``, each distinct (example, input value)
-pair of a column is evaluated once (images repeat pixel values a lot). None of this
-approximates: every coordinate's cost is evaluated at theta +- h as in the plain loop
-(``method="loop"``), up to rounding order. Other layers fall back to evaluating their own
-forward once per coordinate; the rest of the network is still stacked.
+1. **Reuse.** Layers before the perturbed one are untouched: their activations are computed once.
+   For Dense's ``W[i, j]`` only column j of ``Z`` moves, by ``+-h * A_prev[:, i]``, and ``b[j]``
+   moves it by ``+-h``.
+2. **Affine collapse** (:meth:`Evaluator.affine_block`, :meth:`Evaluator.affine_moves`). When
+   everything after that column's ReLU is ReLUs and Dense layers (the usual case), the logit is
+   an affine function of the move as long as no ReLU changes side, which is provable per example
+   from each unit's distance to 0 (:meth:`Evaluator._affine_tail`). The logit of example r then
+   moves by ``t = d * c[r, j]`` with ``c`` from one backward pass at theta, and its loss
+   ``softplus(x + t)`` (``x`` the label-signed logit) changes by exactly
+   ``log1p(sigmoid(x) * expm1(t))``: one column of every coordinate of a Dense costs two
+   transcendental functions per live example, on long contiguous rows. Examples that could
+   cross a kink go through the exact path below; dead units that stay dead change nothing.
+3. **Exact column moves** (:meth:`Evaluator.column_pairs`). Otherwise the moved column is pushed
+   through the elementwise layers after it and enters the next Dense as a rank-one update, one
+   row per (perturbation, example) pair whose input moved; layers that mix examples get whole
+   copies of the batch instead (:meth:`Evaluator.stacked_columns`).
+4. **Generic.** Other layers (a user's, a Dense subclass with its own forward) evaluate their own
+   forward once per coordinate; everything after them is still stacked.
+
+Both signs of a step travel together, and a check of every coordinate runs in blocks whose size
+``chunk_size`` bounds (the memory in use does not grow with the number of parameters).
 
 What the engine keeps between evaluations (inputs, activations, kink patterns) is read-only,
 and a layer that is not one of minidl's own gets a copy of it: a user layer that writes into
@@ -24,12 +33,15 @@ its input (``np.maximum(Z, 0, out=Z)``) cannot corrupt what the checker holds.
 import copy
 
 import numpy as np
+from scipy.special import expit
 
 from ..layers import Dense, Dropout, ReLU, Sigmoid, Tanh
 from ..losses import BinaryCrossEntropy
 
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 _OWN_LAYERS = (Dense, ReLU, Sigmoid, Tanh, Dropout)      # never write into their input
+BLOCK = 1 << 18           # values per block of the affine path (2 MB: stays in cache)
+STACK_BYTES = 64 << 20    # stacked activations per chunk of the exact paths
 
 
 def perturb_each(array, flat, h, change):
@@ -47,14 +59,16 @@ def perturb_each(array, flat, h, change):
     return fp, fm
 
 
-def _softplus(t):
-    """``log(1 + e^t)`` in place, as ``max(t, 0) + log1p(exp(-|t|))``: the loss's own form, no temporaries."""
-    positive = np.maximum(t, 0)
-    np.abs(t, out=t)
-    np.negative(t, out=t)
-    np.exp(t, out=t)
+def _loss_change(t, p):
+    """``softplus(x + t) - softplus(x)`` in place, given ``p = sigmoid(x)``.
+
+    ``log((1 + e^(x + t)) / (1 + e^x)) = log1p(p expm1(t))``: an identity, not an approximation,
+    and free of the cancellation between two nearly equal losses. Callers keep ``|t| <= 1``, where
+    ``1 + p expm1(t) >= 1 - (1 - 1/e)`` is never close to 0.
+    """
+    np.expm1(t, out=t)
+    t *= p
     np.log1p(t, out=t)
-    t += positive
     return t
 
 
@@ -72,22 +86,6 @@ def _call(layer, A, training):
 def _frozen(A):
     A.flags.writeable = False
     return A
-
-
-def _value_table(A):
-    """``(rows, values, codes)``: each example's distinct values in ``A`` ``(m, n)``, flattened,
-    and for every entry its index among them; None when values repeat too little to pay."""
-    m, n = A.shape
-    rows, values, codes, offset = [], [], np.empty((m, n), dtype=np.int64), 0
-    for r in range(m):
-        unique, inverse = np.unique(A[r], return_inverse=True)
-        rows.append(np.full(unique.size, r))
-        values.append(unique)
-        codes[r] = inverse.ravel() + offset
-        offset += unique.size
-    if offset > m * n // 4:
-        return None
-    return np.concatenate(rows), np.concatenate(values), codes
 
 
 class Evaluator:
@@ -128,138 +126,13 @@ class Evaluator:
         self.base_losses = net.loss.losses(self.acts[-1], Y, net.logit_head)[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
-        # Distinct input values per example, for Dense layers whose inputs repeat a lot (see column_table);
-        # layers with an affine tail never use them.
-        self.tables = {k: _value_table(self.acts[k]) for k, layer in enumerate(self.body)
-                       if _is_plain_dense(layer) and self.rowwise_from[k + 1] and k not in self.affine}
-        self._table_results = {}
-        self.input_range = {k: (self.acts[k].min(axis=1), self.acts[k].max(axis=1))
-                            for k in set(self.affine) | set(self.tables)}
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
         self.closed_form_l2 = (loss_type.penalty is BinaryCrossEntropy.penalty
                                and loss_type.dpenalty is BinaryCrossEntropy.dpenalty)
 
-    # -- the affine collapse
-    def _affine_tail(self, k):
-        """For a plain Dense body[k] whose output reaches the logit through ReLUs and plain Dense layers
-        only: ``(c, T, s, base, relu_first)`` with ``c[r, j] = dz_r / dA[r, j]`` (A the output of the
-        first ReLU after body[k], or of body[k] itself when none follows), ``T[r, j]`` how far ``A[r, j]``
-        may move before any later ReLU could change side, the label signs ``s = 1 - 2y``, the base
-        losses ``softplus(s z)`` and whether that first ReLU is there. None when the network does not qualify (a smooth activation, dropout in
-        training mode, a layer of the user's, a loss subclass)."""
-        net = self.net
-        if not (_is_plain_dense(self.body[k]) and net.logit_head and not self.training
-                and type(net.loss).losses is BinaryCrossEntropy.losses):
-            return None
-        start = k + 2 if k + 1 < len(self.body) and type(self.body[k + 1]) is ReLU else k + 1
-        tail = self.body[start:]
-        if not all(type(layer) is ReLU or _is_plain_dense(layer) or type(layer) is Dropout for layer in tail):
-            return None
-        width = self.acts[start].shape[1]
-        if self.m * width * max([A.shape[1] for A in self.acts[start:]] + [1]) > 2_000_000:
-            return None       # the Jacobians below would not be small
-        J = np.broadcast_to(np.eye(width), (self.m, width, width))
-        T = np.full((self.m, width), np.inf)
-        for index, layer in enumerate(tail, start=start):
-            if _is_plain_dense(layer):
-                J = J @ layer.params["W"]
-            elif type(layer) is ReLU:
-                Z = self.acts[index]                                    # (m, n): the ReLU's input
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    room = np.abs(Z)[:, None, :] / np.abs(J)
-                T = np.minimum(T, np.where(np.isnan(room), np.inf, room).min(axis=2, initial=np.inf))
-                J = J * (Z > 0)[:, None, :]
-        s = 1.0 - 2.0 * self.Y[:, 0]
-        z = self.acts[-1][:, 0]
-        return J[:, :, 0], T, s, _softplus(s * z), start > k + 1
-
-    def moving_rows(self, k, j, h):
-        """Examples whose unit j after body[k] can move when ``W[:, j]`` moves by ``h`` times the inputs:
-        all of them, unless a ReLU follows and the unit is off with every possible move short of 0."""
-        if not (k + 1 < len(self.body) and type(self.body[k + 1]) is ReLU):
-            return np.arange(self.m)
-        lo, hi = self.input_range[k]
-        Z = self.actsT[k + 1][j]
-        return np.flatnonzero(Z + np.maximum(h * lo, h * hi) > 0)
-
-    def affine_full_column(self, k, j, h):
-        """:meth:`affine_column` for every ``W[:, j]`` at one step ``h``: ``(delta, kink)``.
-
-        Whether an example's unit can cross a kink or leave the proven range is decided from the
-        extremes of its inputs, so the usual column costs a few passes over its live examples; the
-        few risky examples go through :meth:`column_pairs`, exactly.
-        """
-        c, T, s, base, relu_first = self.affine[k]
-        Z = self.actsT[k + 1][j]
-        lo, hi = self.input_range[k]
-        low, high = np.minimum(h * lo, h * hi), np.maximum(h * lo, h * hi)          # the moves' range
-        live = Z > 0 if relu_first else np.ones(self.m, dtype=bool)
-        risky = (live & (np.maximum(-low, high) >= T[:, j] / 2)) | (live & relu_first & (low <= -Z)) | \
-            (~live & (high > -Z))
-        L = np.flatnonzero(live & ~risky)
-        A = self.acts[k]                                               # (m, n_in): long rows, one per example
-        t = A[L] * (s * c[:, j] * h)[L, None]
-        t += (s * self.acts[-1][:, 0])[L, None]
-        change = _softplus(t)
-        change -= base[L, None]
-        delta, kink = change.sum(axis=0), np.zeros(A.shape[1], dtype=bool)
-        for r in np.flatnonzero(risky):
-            more, more_kink = self.column_pairs(k, j, np.full(A.shape[1], r), h * A[r])
-            delta += more
-            kink |= more_kink
-        return delta, kink
-
-    def affine_column(self, k, j, moves):
-        """Loss changes ``(B,)`` and kinks ``(B,)`` when column j of body[k]'s output moves by ``moves`` ``(B, m)``.
-
-        Through the first ReLU the move is exact, ``d = relu(Z + move) - relu(Z)``, and its kink is
-        checked exactly; from there on every layer is linear while no ReLU changes side, so the
-        logit moves by ``d * c[r, j]`` and only the loss is evaluated: ``softplus(s (z + d c))``. An
-        example that provably keeps every later ReLU on its side (``|d| < T / 2``) takes this path;
-        the rare others, and dead units that do not move, are evaluated exactly or skipped.
-        """
-        c, T, s, base, relu_first = self.affine[k]
-        Z = self.actsT[k + 1][j]                                     # (m,)
-        B = moves.shape[0]
-        kink = np.zeros(B, dtype=bool)
-        delta = np.zeros(B)
-        if relu_first:
-            # a dead unit stays dead (and its loss unchanged) unless the move reaches 0: a kink
-            reach = (Z + moves > 0) & (Z <= 0)
-            kink |= reach.any(axis=1)
-            live = np.flatnonzero(Z > 0)
-            crossing = (Z[live] + moves[:, live] <= 0)
-            kink |= crossing.any(axis=1)
-        else:
-            live, crossing, reach = np.arange(self.m), np.zeros((B, self.m), dtype=bool), None
-        d = moves[:, live]                         # a live unit that stays live moves by exactly its input's move
-        t = (s[live] * c[live, j]) * d
-        t += (s * self.acts[-1][:, 0])[live]
-        change = _softplus(t)
-        change -= base[live]
-        exact = crossing | ~(np.abs(d) < T[live, j] / 2)               # rare: those pairs go through the tail
-        if reach is not None and reach.any():
-            b, r = np.nonzero(reach)
-            more, more_kink = self.column_pairs(k, j, r, moves[b, r])
-            np.add.at(delta, b, more)
-        if exact.any():
-            b, r = np.nonzero(exact)
-            change[b, r], more_kink = self.column_pairs(k, j, live[r], moves[b, live[r]])
-            kink[b] |= more_kink
-        delta += change.sum(axis=1)
-        return delta, kink
-
-    def stack_width(self, k, layer):
-        """The widest activation the perturbations of body[k]'s parameters are stacked in."""
-        k2 = k + 1
-        while _is_plain_dense(layer) and k2 < len(self.body) and self.body[k2].elementwise:
-            k2 += 1       # Dense: one column travels alone through elementwise layers
-        if _is_plain_dense(layer) and k2 < len(self.body) and _is_plain_dense(self.body[k2]):
-            k2 += 1       # ... and enters the next Dense as a rank-one update
-        return max([A.shape[1] for A in self.acts[k2:]] + [1])
-
+    # -- what the checks ask for
     def named_params(self):
         """(name, index in body, layer, param name, array) for every parameter."""
         # Only the final Sigmoid is outside the body, and it has no parameters.
@@ -285,6 +158,92 @@ class Evaluator:
         finally:
             for name, value in saved.items():
                 params[name][...] = value
+
+    def central(self, k, layer, pname, array, flat, h, method="fast", chunk_size=None, progress=None):
+        """Changes of the data term of J at theta + h e_i and theta - h e_i, and kink flags.
+
+        ``flat`` are flat indices into ``array`` (a parameter of body[k]); ``h`` is one step or one
+        step per coordinate (confirmation sends several steps of the same coordinates in one
+        call). Returns ``(fp, fm, kink)``, each of shape ``(len(flat),)``, in units of J (the L2
+        term is left to :meth:`penalty_slope` when it is the built-in one). ``chunk_size``
+        coordinates are evaluated together (default: about ``STACK_BYTES`` of activations);
+        ``progress(n)`` is called after each chunk.
+        """
+        h = np.broadcast_to(np.asarray(h, dtype=float), flat.shape)
+        per = chunk_size or max(1, STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer)))
+        fp, fm, kink = np.empty(flat.size), np.empty(flat.size), np.empty(flat.size, dtype=bool)
+        for start in range(0, flat.size, per):
+            part = slice(start, start + per)
+            f, steps = flat[part], h[part]
+            if method == "loop":
+                (fp[part], kp), (fm[part], km) = [self.loop(array, f, s * steps) for s in (1, -1)]
+                kink[part] = kp | km
+            else:
+                # both signs in one pass
+                delta, kinks = self._perturbed(k, layer, pname, array, np.concatenate([f, f]),
+                                               np.concatenate([steps, -steps]))
+                fp[part], fm[part], kink[part] = delta[:f.size], delta[f.size:], kinks[:f.size] | kinks[f.size:]
+                if not self.closed_form_l2 and pname in layer.regularized:
+                    fp[part] += self._penalty_change(array, f, steps)
+                    fm[part] += self._penalty_change(array, f, -steps)
+            if progress is not None:
+                progress(f.size)
+        return fp / self.m, fm / self.m, kink
+
+    def central_all(self, k, layer, pname, array, h, method="fast", chunk_size=None, progress=None):
+        """:meth:`central` for every coordinate of ``array``, in its flat (C) order.
+
+        A Dense parameter with an affine tail goes block by block through :meth:`affine_block`
+        (``chunk_size`` coordinates per block at most); anything else through :meth:`central`.
+        """
+        if method == "loop" or k not in self.affine or (not self.closed_form_l2 and pname in layer.regularized):
+            return self.central(k, layer, pname, array, np.arange(array.size), h, method, chunk_size, progress)
+        inputs = self.acts[k] if pname == "W" else np.ones((self.m, 1))
+        n_in, n_out = inputs.shape[1], array.shape[-1]
+        per = chunk_size or max(1, BLOCK // (2 * self.m))          # coordinates per block
+        piece = min(n_in, per)                                     # rows i of a block
+        width = max(1, per // piece)                               # columns j of a block
+        fp, fm, kink = np.empty((n_in, n_out)), np.empty((n_in, n_out)), np.empty((n_in, n_out), dtype=bool)
+        for i0 in range(0, n_in, piece):
+            rows = slice(i0, i0 + piece)
+            part = inputs[:, rows]
+            reach = h * np.abs(part).max(axis=1)                   # largest move of each example's unit
+            for j0 in range(0, n_out, width):
+                cols = slice(j0, j0 + width)
+                fp_, fm_, kink_ = self.affine_block(k, part, np.arange(n_out)[cols], h, reach)
+                fp[rows, cols], fm[rows, cols], kink[rows, cols] = fp_.T, fm_.T, kink_.T
+                if progress is not None:
+                    progress(fp_.size)
+        fp /= self.m
+        fm /= self.m
+        return fp.ravel(), fm.ravel(), kink.ravel()
+
+    def penalty_slope(self, layer, pname, array, flat=None):
+        """The L2 term's exact central difference ``(l2/m) w`` (0 where it is evaluated with J)."""
+        if pname not in layer.regularized or not self.closed_form_l2 or self.net.loss.l2 == 0:
+            return 0.0
+        w = array.ravel() if flat is None else array.flat[flat]
+        return self.net.loss.l2 / self.m * w
+
+    def _penalty_change(self, array, flat, h):
+        """``m (P(theta + h e_i) - P(theta))`` for a loss subclass's own penalty, coordinate by coordinate."""
+        base = self.net.loss.penalty(self.net._weights(), self.m)
+        out = np.empty(flat.size)
+        for b, f in enumerate(flat):
+            old = array.flat[f]
+            array.flat[f] = old + h[b]
+            out[b] = (self.net.loss.penalty(self.net._weights(), self.m) - base) * self.m
+            array.flat[f] = old
+        return out
+
+    def stack_width(self, k, layer):
+        """The widest activation the perturbations of body[k]'s parameters are stacked in."""
+        k2 = k + 1
+        while _is_plain_dense(layer) and k2 < len(self.body) and self.body[k2].elementwise:
+            k2 += 1       # Dense: one column travels alone through elementwise layers
+        if _is_plain_dense(layer) and k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+            k2 += 1       # ... and enters the next Dense as a rank-one update
+        return max([A.shape[1] for A in self.acts[k2:]] + [1])
 
     # -- what rounding does to J
     def noise(self, k, recomputed):
@@ -318,90 +277,115 @@ class Evaluator:
         slope = np.abs(self.net.loss.dout(out, self.Y, self.net.logit_head))       # |dL_r/dout_r| / m
         return float(np.sum(slope * delta) + u * np.sum(np.abs(self.base_losses)) / self.m)
 
-    # -- J at theta +- h e_i
-    def central(self, k, layer, pname, array, flat, h, method):
-        """Changes of the data term of J at theta + h e_i and theta - h e_i, and kink flags.
+    # -- which path evaluates a set of coordinates
+    def _perturbed(self, k, layer, pname, array, flat, steps):
+        """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate ``flat[b]`` moved by ``steps[b]``."""
+        if not _is_plain_dense(layer):
+            return self.generic(k, layer, array, flat, steps)
+        n_out = array.shape[-1]
+        cols = flat % n_out
+        # W[i, j] moves column j of Z by steps * A_prev[:, i]; b[j] by steps
+        moves = steps[:, None] * (self.actsT[k][flat // n_out] if pname == "W" else np.ones(self.m))
+        if k in self.affine:
+            return self.affine_moves(k, cols, moves)
+        if self.rowwise_from[k + 1]:
+            b, r = np.nonzero(moves)               # an input that does not move changes nothing
+            change, kink = self.column_pairs(k, cols[b], r, moves[b, r])
+            return (np.bincount(b, weights=change, minlength=flat.size),
+                    np.bincount(b, weights=kink, minlength=flat.size) > 0)
+        return self.stacked_columns(k, cols, moves)
 
-        ``h`` is one step or one step per coordinate (confirmation sends several steps of the
-        same coordinates in one pass). Returns ``(fp, fm, kink)``, each of shape ``(len(flat),)``,
-        in units of J (the L2 term is left to :meth:`penalty_slope` when it is the built-in one).
-        """
-        h = np.broadcast_to(np.asarray(h, dtype=float), flat.shape)
-        if method == "loop":
-            (fp, kp), (fm, km) = [self.loop(array, flat, s * h) for s in (1, -1)]
-        else:
-            (fp, kp), (fm, km) = [_perturbed(self, k, layer, pname, array, flat, s * h) for s in (1, -1)]
-            if not self.closed_form_l2 and pname in layer.regularized:
-                fp, fm = fp + self._penalty_change(array, flat, h), fm + self._penalty_change(array, flat, -h)
-        return fp / self.m, fm / self.m, kp | km
-
-    def penalty_slope(self, layer, pname, array, flat):
-        """The L2 term's exact central difference ``(l2/m) w`` (zero where it is evaluated with J)."""
-        if pname not in layer.regularized or not self.closed_form_l2:
-            return np.zeros(flat.size)
-        return self.net.loss.l2 / self.m * array.flat[flat]
-
-    def _penalty_change(self, array, flat, h):
-        """``m (P(theta + h e_i) - P(theta))`` for a loss subclass's own penalty, coordinate by coordinate."""
-        base = self.net.loss.penalty(self.net._weights(), self.m)
-        out = np.empty(flat.size)
-        for b, f in enumerate(flat):
-            old = array.flat[f]
-            array.flat[f] = old + h[b]
-            out[b] = (self.net.loss.penalty(self.net._weights(), self.m) - base) * self.m
-            array.flat[f] = old
-        return out
-
-    # -- the downstream pass shared by every path
-    def downstream(self, start, A, B, rows=None, bound=None):
-        """Loss changes ``(B,)`` and kink flags ``(B,)`` for perturbed inputs of body[start].
-
-        ``A`` has shape ``(B * n, width)``: for each of B perturbations, the ``n`` examples
-        ``rows`` (default: all m), one block after another. Examples left out keep their loss at
-        theta exactly and add nothing. The loss change of perturbation b is
-        ``sum_r (L_r(theta + delta_b) - L_r(theta))``.
-        """
-        rows = np.arange(self.m) if rows is None else rows
-        change, kink = self.rows_downstream(start, A, np.tile(rows, B), bound)
-        return change.reshape(B, -1).sum(axis=1), kink.reshape(B, -1).any(axis=1)
-
-    def rows_downstream(self, start, A, rows, bound=None):
-        """Per-row loss changes ``(N,)`` and kink flags ``(N,)``: row i of ``A`` is a perturbed
-        input of body[start] for example ``rows[i]``.
-
-        ``bound``, when given, bounds how far any entry of ``A`` is from its value at theta. It
-        is carried through the layers (Lipschitz constants), and a ReLU whose inputs all sit
-        farther than twice the bound from 0 cannot have crossed its kink: its check is skipped.
-        Layers that mix examples need ``rows`` to be whole copies of the batch (0..m-1 repeated).
-        """
-        m = self.m
-        kink = np.zeros(len(rows), dtype=bool)
-        for k in range(start, len(self.body)):
-            layer = self.body[k]
-            if self.patterns[k] is not None and not (bound is not None and type(layer) is ReLU
-                                                     and 2 * bound < self.margins[k][rows].min(initial=np.inf)):
-                kink |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
-            if layer.rowwise:
-                A = _call(layer, A, self.training)
-            else:   # mixes examples (or a frozen dropout mask): one perturbed copy at a time
-                A = np.concatenate([_call(layer, A[b:b + m], self.training) for b in range(0, len(rows), m)])
-            bound = self._carry(layer, bound)
-        losses = self.net.loss.losses(A[:, 0], self.Y[rows, 0], self.net.logit_head)
-        return losses - self.base_losses[rows], kink
-
-    def _carry(self, layer, bound):
-        """A bound on the change of ``layer``'s output from a bound on its input's, or None."""
-        if bound is None:
+    # -- the affine collapse
+    def _affine_tail(self, k):
+        """For a plain Dense body[k] whose output reaches the logit through ReLUs and plain Dense layers
+        only: ``(c, T, p, relu_first)`` with ``c[r, j] = dx_r / dA[r, j]`` (``x = s z`` the label-signed
+        logit, ``s = 1 - 2y``; A the output of the first ReLU after body[k], or of body[k] itself when
+        none follows), ``T[r, j]`` how far ``A[r, j]`` may move before any later ReLU could change side,
+        ``p = sigmoid(x)`` and whether that first ReLU is there. None when the network does not qualify
+        (a smooth activation, dropout in training mode, a layer of the user's, a loss subclass)."""
+        net = self.net
+        if not (_is_plain_dense(self.body[k]) and net.logit_head and not self.training
+                and type(net.loss).losses is BinaryCrossEntropy.losses):
             return None
-        if type(layer) in (ReLU, Tanh) or (type(layer) is Dropout and not self.training):
-            return bound
-        if type(layer) is Sigmoid:
-            return bound / 4
-        if _is_plain_dense(layer):
-            return bound * float(np.abs(layer.params["W"]).sum(axis=0).max(initial=0.0))
-        return None
+        start = k + 2 if k + 1 < len(self.body) and type(self.body[k + 1]) is ReLU else k + 1
+        tail = self.body[start:]
+        if not all(type(layer) is ReLU or _is_plain_dense(layer) or type(layer) is Dropout for layer in tail):
+            return None
+        width = self.acts[start].shape[1]
+        if self.m * width * max([A.shape[1] for A in self.acts[start:]] + [1]) > 2_000_000:
+            return None       # the Jacobians below would not be small
+        J = np.broadcast_to(np.eye(width), (self.m, width, width))
+        T = np.full((self.m, width), np.inf)
+        for index, layer in enumerate(tail, start=start):
+            if _is_plain_dense(layer):
+                J = J @ layer.params["W"]
+            elif type(layer) is ReLU:
+                Z = self.acts[index]                                    # (m, n): the ReLU's input
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    room = np.abs(Z)[:, None, :] / np.abs(J)
+                T = np.minimum(T, np.where(np.isnan(room), np.inf, room).min(axis=2, initial=np.inf))
+                J = J * (Z > 0)[:, None, :]
+        s = 1.0 - 2.0 * self.Y[:, :1]
+        c = s * J[:, :, 0]
+        return c, T, expit(s[:, 0] * self.acts[-1][:, 0]), start > k + 1
 
-    # -- Dense: one column of Z moves
+    def _safe(self, k, Z, move, c, T, relu_first):
+        """Which (example, unit) moves the affine formula evaluates exactly, which change nothing.
+
+        ``Z`` is the unit's value at theta, ``move`` how far it moves (``|move|`` when both signs
+        are meant), ``c`` and ``T`` the tail's slope and room, all of one shape. Safe: the unit is
+        live and stays live, every later ReLU keeps its side (``|move| < T / 2``) and the logit
+        moves by at most 1. Still: the unit is off and stays off. The rest needs the exact path.
+        """
+        size = np.abs(move)
+        safe = (size < T / 2) & (size * np.abs(c) <= 1)
+        if not relu_first:
+            return safe, np.zeros(safe.shape, dtype=bool)
+        live = Z > 0
+        return safe & live & (Z > size), ~live & (Z + size <= 0)
+
+    def affine_block(self, k, inputs, cols, h, reach):
+        """``(fp, fm, kink)`` of shape ``(J, n)`` for every coordinate of columns ``cols`` (J of them).
+
+        Coordinate ``(i, j)`` moves unit j of example r by ``+-h * inputs[r, i]`` (``inputs`` is
+        ``A_prev`` for W, ones for b); ``reach[r] = h * max_i |inputs[r, i]|`` bounds every move.
+        Whether example r may take the affine formula in column j is decided once from ``reach``;
+        the formula then runs over ``(examples, n, 2J)`` at once, both signs, and the examples that
+        could cross a kink go through :meth:`column_pairs`, every coordinate of their column.
+        """
+        c, T, p, relu_first = self.affine[k]
+        c, Z = c[:, cols], self.acts[k + 1][:, cols]                          # (m, J)
+        safe, still = self._safe(k, Z, reach[:, None], c, T[:, cols], relu_first)
+        live = np.flatnonzero(safe.any(axis=1))
+        q = np.where(safe, c * h, 0.0)[live]                                  # the logit's move per unit input
+        t = inputs[live][:, None, :] * np.concatenate([q, -q], axis=1)[:, :, None]      # (live, 2J, n)
+        change = _loss_change(t, p[live, None, None]).sum(axis=0)            # (2J, n)
+        J = cols.size
+        fp, fm, kink = change[:J], change[J:], np.zeros((J, inputs.shape[1]), dtype=bool)
+        for r, jj in zip(*np.nonzero(~safe & ~still)):
+            n = inputs.shape[1]
+            d = h * inputs[r]
+            more, more_kink = self.column_pairs(k, np.full(2 * n, cols[jj]), np.full(2 * n, r),
+                                                np.concatenate([d, -d]))
+            fp[jj] += more[:n]
+            fm[jj] += more[n:]
+            kink[jj] |= more_kink[:n] | more_kink[n:]
+        return fp, fm, kink
+
+    def affine_moves(self, k, cols, moves):
+        """Loss changes ``(B,)`` and kinks ``(B,)`` when column ``cols[b]`` of body[k]'s output moves by
+        ``moves[b]`` ``(B, m)``: the same formula as :meth:`affine_block`, decided per (move, example)."""
+        c, T, p, relu_first = self.affine[k]
+        c, Z = c.T[cols], self.actsT[k + 1][cols]                             # (B, m)
+        safe, still = self._safe(k, Z, moves, c, T.T[cols], relu_first)
+        t = np.where(safe, c * moves, 0.0)
+        delta = _loss_change(t, p).sum(axis=1)
+        b, r = np.nonzero(~safe & ~still)
+        more, more_kink = self.column_pairs(k, cols[b], r, moves[b, r])
+        return delta + np.bincount(b, weights=more, minlength=delta.size), \
+            np.bincount(b, weights=more_kink, minlength=delta.size) > 0
+
+    # -- exact moves of one column
     def _walk_elementwise(self, k, col, pick):
         """Push a moved column of body[k]'s output through the elementwise layers after it.
 
@@ -422,59 +406,39 @@ class Evaluator:
             k2 += 1
         return col, base, kink, k2
 
-    def column_pairs(self, k, j, rows, dvalues):
-        """Per-pair loss changes and kinks: pair t moves ``Z[rows[t], j]`` of body[k] by ``dvalues[t]``.
+    def column_pairs(self, k, cols, rows, dvalues):
+        """Per-pair loss changes and kinks: pair t moves ``Z[rows[t], cols[t]]`` of body[k] by ``dvalues[t]``.
 
-        The loss of example r depends on a move of column j only through that example's entry, so
+        The loss of example r depends on a move of one unit only through that example's entry, so
         each pair is evaluated alone, and pairs that leave the example unchanged (a ReLU that stays
         off, a zero input) keep its loss exactly. Needs every layer after body[k] to be rowwise.
         """
-        col, base, kink, k2 = self._walk_elementwise(k, dvalues, lambda T: T[j][rows])
+        col, base, kink, k2 = self._walk_elementwise(k, dvalues, lambda T: T[cols, rows])
         change = np.zeros(rows.size)
         if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
             d = col - base
             moved = np.flatnonzero(d)
-            w = self.body[k2].params["W"][j]
-            # (A + d e_j^T) @ W2 + b2 = Z2 + d (outer) W2[j, :]
-            A = np.multiply.outer(d[moved], w)
+            w = self.body[k2].params["W"][cols[moved]]
+            # (A + d e_j^T) @ W2 + b2 = Z2 + d W2[j, :]
+            A = d[moved, None] * w
             A += np.take(self.acts[k2 + 1], rows[moved], axis=0)
             bound = float(np.abs(d).max(initial=0.0) * np.abs(w).max(initial=0.0))
             change[moved], more = self.rows_downstream(k2 + 1, A, rows[moved], bound)
             kink[moved] |= more
         else:
             A = self.acts[k2][rows].copy()
-            A[:, j] = col
+            A[np.arange(rows.size), cols] = col
             change, more = self.rows_downstream(k2, A, rows)
             kink |= more
         return change, kink
 
-    def column_table(self, k, j, sign_eps):
-        """:meth:`column_pairs` for every distinct (example, input value) of ``self.tables[k]``.
-
-        Moving ``W[i, j]`` moves ``Z[r, j]`` by ``sign_eps * A_prev[r, i]``, so when the inputs repeat
-        (8-bit pixels, one-hot or binary features) every coordinate ``(i, j)`` reads its
-        per-example changes from one evaluation per distinct value: the same floating-point
-        operations on the same numbers as evaluating each coordinate, done once.
-        """
-        key = (k, j, sign_eps)
-        if key not in self._table_results:     # a column split across chunks is evaluated once
-            rows, values, _ = self.tables[k]
-            self._table_results = {key: self.column_pairs(k, j, rows, sign_eps * values)}
-        return self._table_results[key]
-
-    def dense_column(self, k, cols, dcol):
-        """Loss changes and kinks when column ``cols[b]`` of body[k]'s output moves by ``dcol[b]``.
-
-        ``dcol`` has shape ``(B, m)``; ``cols`` is an int array ``(B,)`` or one int for all. Used
-        for biases and when a later layer mixes examples; whole copies of the batch are stacked.
-        """
+    def stacked_columns(self, k, cols, dcol):
+        """Loss changes and kinks when column ``cols[b]`` of body[k]'s output moves by ``dcol[b]``
+        ``(B, m)``, for layers that mix examples: whole copies of the batch are stacked."""
         B, m = dcol.shape
-        one = np.ndim(cols) == 0
-        pick = (lambda T: T[cols][None]) if one else (lambda T: T[cols])    # (1 or B, m)
-        col, base, kink, k2 = self._walk_elementwise(k, dcol, pick)
+        col, base, kink, k2 = self._walk_elementwise(k, dcol, lambda T: T[cols])
         if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
-            W2 = self.body[k2].params["W"]
-            W2rows = W2[cols][None] if one else W2[cols][:, None, :]
+            W2rows = self.body[k2].params["W"][cols][:, None, :]
             start, A = k2 + 1, (self.acts[k2 + 1][None] + (col - base)[:, :, None] * W2rows).reshape(B * m, -1)
         else:
             A = np.repeat(self.acts[k2][None], B, axis=0)
@@ -507,50 +471,45 @@ class Evaluator:
             array.flat[f] = old
         return np.array(deltas), np.array(kinks)
 
+    # -- the downstream pass shared by the exact paths
+    def downstream(self, start, A, B):
+        """Loss changes ``(B,)`` and kink flags ``(B,)`` for B perturbed copies of body[start]'s
+        input, stacked: ``A`` has shape ``(B * m, width)``."""
+        change, kink = self.rows_downstream(start, A, np.tile(np.arange(self.m), B))
+        return change.reshape(B, -1).sum(axis=1), kink.reshape(B, -1).any(axis=1)
 
-def _perturbed(ev, k, layer, pname, array, flat, steps):
-    """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate ``flat[b]`` moved by ``steps[b]``."""
-    if not _is_plain_dense(layer):
-        return ev.generic(k, layer, array, flat, steps)
-    n_out = array.shape[-1]
-    cols = flat % n_out
-    table = ev.tables.get(k)
-    one_step = steps.size > 0 and bool(np.all(steps == steps[0]))
-    if k in ev.affine:
-        # one batched pass per column: every W[:, j], b[j] and step together
-        delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
-        n_in = array.shape[0] if pname == "W" else 0
-        for run in np.split(np.arange(flat.size), np.flatnonzero(np.diff(cols)) + 1):
-            j = int(cols[run[0]])
-            if run.size == n_in and one_step and np.array_equal(flat[run] // n_out, np.arange(n_in)):
-                delta[run], kink[run] = ev.affine_full_column(k, j, float(steps[0]))   # a whole column, in order
-                continue
-            moves = (np.repeat(steps[run][:, None], ev.m, axis=1) if pname == "b"
-                     else steps[run][:, None] * ev.actsT[k][flat[run] // n_out])
-            delta[run], kink[run] = ev.affine_column(k, j, moves)
-        return delta, kink
-    if pname == "b":
-        return ev.dense_column(k, cols, np.repeat(steps[:, None], ev.m, axis=1))
-    # W[i, j] moves column j of Z by steps * A_prev[:, i]; runs of one column j share it all.
-    rows = flat // n_out
-    m = ev.m
-    delta, kink = np.empty(flat.size), np.empty(flat.size, dtype=bool)
-    bounds = np.flatnonzero(np.diff(cols)) + 1
-    for run in np.split(np.arange(flat.size), bounds):
-        j = int(cols[run[0]])
-        # the value table pays when the run has more (example, coordinate) pairs than the column has
-        # distinct (example, value) pairs; a few coordinates (confirmation) go pair by pair
-        if table is not None and one_step and run.size * m >= table[0].size:
-            change, kinks = ev.column_table(k, j, float(steps[0]))
-            moving = ev.moving_rows(k, j, float(steps[0]))                # the others change nothing
-            codes = table[2][moving][:, rows[run]]                         # (examples, B)
-            delta[run] = change[codes].sum(axis=0)
-            kink[run] = kinks[codes].any(axis=0) if kinks.any() else False
-        elif ev.rowwise_from[k + 1]:
-            examples = np.tile(np.arange(m), run.size)                     # pair b * m + r
-            moves = steps[run][:, None] * ev.actsT[k][rows[run]]            # (B, m)
-            change, kinks = ev.column_pairs(k, j, examples, moves.ravel())
-            delta[run], kink[run] = change.reshape(-1, m).sum(axis=1), kinks.reshape(-1, m).any(axis=1)
-        else:
-            delta[run], kink[run] = ev.dense_column(k, j, steps[run][:, None] * ev.actsT[k][rows[run]])
-    return delta, kink
+    def rows_downstream(self, start, A, rows, bound=None):
+        """Per-row loss changes ``(N,)`` and kink flags ``(N,)``: row i of ``A`` is a perturbed
+        input of body[start] for example ``rows[i]``; the change is ``L_r(perturbed) - L_r(theta)``.
+
+        ``bound``, when given, bounds how far any entry of ``A`` is from its value at theta. It
+        is carried through the layers (Lipschitz constants), and a ReLU whose inputs all sit
+        farther than twice the bound from 0 cannot have crossed its kink: its check is skipped.
+        Layers that mix examples need ``rows`` to be whole copies of the batch (0..m-1 repeated).
+        """
+        m = self.m
+        kink = np.zeros(len(rows), dtype=bool)
+        for k in range(start, len(self.body)):
+            layer = self.body[k]
+            if self.patterns[k] is not None and not (bound is not None and type(layer) is ReLU
+                                                     and 2 * bound < self.margins[k][rows].min(initial=np.inf)):
+                kink |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
+            if layer.rowwise:
+                A = _call(layer, A, self.training)
+            else:   # mixes examples (or a frozen dropout mask): one perturbed copy at a time
+                A = np.concatenate([_call(layer, A[b:b + m], self.training) for b in range(0, len(rows), m)])
+            bound = self._carry(layer, bound)
+        losses = self.net.loss.losses(A[:, 0], self.Y[rows, 0], self.net.logit_head)
+        return losses - self.base_losses[rows], kink
+
+    def _carry(self, layer, bound):
+        """A bound on the change of ``layer``'s output from a bound on its input's, or None."""
+        if bound is None:
+            return None
+        if type(layer) in (ReLU, Tanh) or (type(layer) is Dropout and not self.training):
+            return bound
+        if type(layer) is Sigmoid:
+            return bound / 4
+        if _is_plain_dense(layer):
+            return bound * float(np.abs(layer.params["W"]).sum(axis=0).max(initial=0.0))
+        return None

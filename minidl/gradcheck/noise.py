@@ -50,12 +50,27 @@ def steps(epsilon):
 
 def central(fp, fm, h, slope):
     """``(J(+h) - J(-h)) / (2h)`` from the changes ``fp``, ``fm`` of J, plus the closed-form slope."""
-    return (fp - fm) / (2 * h) + slope
+    D = fp - fm
+    D /= 2 * h
+    D += _constant(slope)
+    return D
 
 
-def screen_bar(g, numeric, sigma, epsilon, allowance):
-    """Largest ``|g - D(eps)|`` that rounding explains at the step epsilon."""
-    return K_NOISE * sigma / epsilon + allowance + RTOL * (np.abs(g) + np.abs(numeric))
+def screen_bar(g, numeric, sigma, epsilon, allowance, numeric_abs=False):
+    """Largest ``|g - D(eps)|`` that rounding explains at the step epsilon (``numeric_abs``: ``numeric``
+    is already ``|D|``)."""
+    bar = np.abs(g)
+    bar += numeric if numeric_abs else np.abs(numeric)
+    bar *= RTOL
+    bar += K_NOISE * _constant(sigma) / epsilon
+    bar += _constant(allowance)
+    return bar
+
+
+def _constant(a):
+    """A value that is the same for every coordinate (a scalar or a broadcast view) as one number."""
+    a = np.asarray(a)
+    return float(a.flat[0]) if a.size and not any(a.strides) else a
 
 
 def _top(score, k):
@@ -73,7 +88,8 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     ----------
     group : dict
         ``analytic``, ``fp``, ``fm``, ``kink``, ``slope``, ``sigma``, ``allowance`` (arrays over the
-        checked coordinates, ``sigma`` may be a scalar).
+        checked coordinates; ``sigma``, ``slope`` and ``allowance`` may be one number or a
+        broadcast view of one).
     evaluate : callable
         ``evaluate(positions, h) -> (fp, fm, kink)`` for the coordinates at ``positions``, each moved
         by its own step ``h[b]`` (positions repeat when several steps of one coordinate are asked).
@@ -82,23 +98,33 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     spot : array of int, optional
         Positions to confirm whatever the screen says; default the ``SPOT_CHECK`` largest ``|g|``.
 
-    Adds ``numeric`` (the best estimate), ``tolerance`` (its bar), ``flagged``, ``confirmed``
-    (re-evaluated) and ``wrong`` (confirmed wrong); kinks found at larger steps are added.
+    Adds ``numeric`` (the best estimate), ``tolerance`` (its bar), ``error``, ``flagged``,
+    ``confirmed`` (re-evaluated) and ``wrong`` (confirmed wrong); kinks found at larger steps are
+    added. Everything but the screen itself is work over the re-evaluated positions only.
     """
-    g, kink = group["analytic"], group["kink"].copy()
-    sigma = np.broadcast_to(np.asarray(group["sigma"], dtype=float), g.shape)
+    g, kink = group["analytic"], group["kink"]
     numeric = central(group["fp"], group["fm"], epsilon, group["slope"])
-    bar = screen_bar(g, numeric, sigma, epsilon, group["allowance"])
-    error = np.abs(g - numeric)
-    flagged = ~kink & (error > bar)
-    candidates = ~kink if confirm_all else flagged.copy()
-    if not candidates.any() and np.linalg.norm(error[~kink]) > np.linalg.norm(bar[~kink]):
-        candidates = ~kink        # no coordinate alone, but all together beyond noise
+    error = np.abs(numeric)            # first the buffer of the bar's |D| term: no temporary
+    bar = screen_bar(g, error, group["sigma"], epsilon, group["allowance"], numeric_abs=True)
+    np.subtract(g, numeric, out=error)
+    np.abs(error, out=error)
+    flagged = error > bar
+    smooth = None if not kink.any() else ~kink          # None: no kink, every coordinate counts
+    if smooth is not None:
+        flagged &= smooth
+    n_flagged = int(np.count_nonzero(flagged))
     if confirm_all:
-        positions = np.flatnonzero(candidates)
+        positions = np.flatnonzero(~kink)
+    elif n_flagged:
+        positions = _top(np.where(flagged, error / np.maximum(bar, np.finfo(float).tiny), -np.inf),
+                         min(n_flagged, CONFIRM_MAX))
+    elif _norm(error, smooth) > _norm(bar, smooth):
+        # no coordinate alone, but all together beyond noise
+        candidates = np.flatnonzero(~kink)
+        positions = candidates[_top(error[candidates] / np.maximum(bar[candidates], np.finfo(float).tiny),
+                                    min(candidates.size, CONFIRM_MAX))]
     else:
-        excess = np.where(candidates, error / np.maximum(bar, np.finfo(float).tiny), -np.inf)
-        positions = _top(excess, min(int(candidates.sum()), CONFIRM_MAX))
+        positions = np.empty(0, dtype=np.int64)
     # Spot check: the largest gradients are confirmed whatever the screen says, so an error below
     # the noise at epsilon (tiny gradients, a uniform scale error) meets the finer bars of larger steps.
     if spot is None:
@@ -111,15 +137,23 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
             out = evaluate(np.tile(positions, len(hs)), np.repeat(hs, positions.size))
             return tuple(a.reshape(len(hs), positions.size) for a in out)
 
+        sigma = np.broadcast_to(np.asarray(group["sigma"], dtype=float), g.shape)
         verdict = confirm(g[positions], group["slope"][positions], sigma[positions], epsilon,
                           group["allowance"][positions],
-                          (group["fp"][positions], group["fm"][positions], group["kink"][positions]), at_steps)
-        wrong[positions], new_kink, numeric[positions], bar[positions] = verdict
+                          (group["fp"][positions], group["fm"][positions], kink[positions]), at_steps)
+        found_wrong, new_kink, numeric[positions], bar[positions] = verdict
         kink[positions] |= new_kink
+        wrong[positions] = found_wrong & ~kink[positions]
+        flagged[positions] &= ~kink[positions]
+        error[positions] = np.abs(g[positions] - numeric[positions])
         confirmed[positions] = True
-    group.update(numeric=numeric, tolerance=bar, flagged=flagged & ~kink, confirmed=confirmed,
-                 wrong=wrong & ~kink, kink=kink, error=np.abs(g - numeric))
+    group.update(numeric=numeric, tolerance=bar, flagged=flagged, confirmed=confirmed,
+                 wrong=wrong, kink=kink, error=error)
     return group
+
+
+def _norm(a, keep):
+    return np.linalg.norm(a if keep is None else a[keep])
 
 
 def confirm(g, slope, sigma, epsilon, allowance, base, at_steps):
