@@ -112,7 +112,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     rng = _check_rng(seed)
     masks = _frozen_masks(model, X.shape[0], rng) if dropout == "frozen" else None
     ev = Evaluator(model, X, Y, masks)
-    own = {name: g.copy() for name, g in ev.analytic().items()}
+    own = ev.analytic()
     analytic = grads if grads is not None else own
     allowance, dtype_check = dict.fromkeys(names, 0.0), None
     if low_grads or model.dtype == np.float32:
@@ -169,13 +169,14 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
 
 def _spot(group, array):
     """Spot-check positions of a Dense W: the largest gradients of the column holding the largest one."""
-    g = np.abs(group["analytic"])
-    if group["kink"].any():
-        g[group["kink"]] = 0.0
+    g, kink = group["analytic"], group["kink"]
+    if kink.any():
+        g = np.where(kink, 0.0, g)
+    largest, smallest = int(np.argmax(g)), int(np.argmin(g))
     n_out, flat = array.shape[-1], group["index"]
-    column = flat[int(np.argmax(g))] % n_out
+    column = flat[largest if abs(g[largest]) >= abs(g[smallest]) else smallest] % n_out
     inside = np.arange(column, flat.size, n_out) if flat.size == array.size else np.flatnonzero(flat % n_out == column)
-    return inside[np.argsort(-g[inside], kind="stable")[:SPOT_CHECK]]
+    return inside[np.argsort(-np.abs(g[inside]), kind="stable")[:SPOT_CHECK]]
 
 
 def _frozen_masks(model, m, rng):

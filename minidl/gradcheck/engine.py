@@ -88,6 +88,22 @@ def _frozen(A):
     return A
 
 
+def _value_table(A):
+    """``(rows, values, codes)``: each example's distinct values in ``A`` ``(m, n)``, flattened,
+    and for every entry its index among them; None when values repeat too little to pay."""
+    m, n = A.shape
+    rows, values, codes, offset = [], [], np.empty((m, n), dtype=np.int64), 0
+    for r in range(m):
+        unique, inverse = np.unique(A[r], return_inverse=True)
+        rows.append(np.full(unique.size, r))
+        values.append(unique)
+        codes[r] = inverse.ravel() + offset
+        offset += unique.size
+    if offset > m * n // 4:
+        return None
+    return np.concatenate(rows), np.concatenate(values), codes
+
+
 class Evaluator:
     """A float64 copy of a model, its activations at theta, and J at perturbed theta.
 
@@ -104,7 +120,7 @@ class Evaluator:
         net = copy.deepcopy(model)
         for layer in net.layers:
             for name in layer.params:
-                layer.params[name] = np.array(layer.params[name], dtype=np.float64)
+                layer.params[name] = np.asarray(layer.params[name], dtype=np.float64)    # the copy's own
         net.dtype = np.dtype(np.float64)
         frozen = masks is not None
         for i, mask in (masks or {}).items():
@@ -126,6 +142,7 @@ class Evaluator:
         self.base_losses = net.loss.losses(self.acts[-1], Y, net.logit_head)[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
+        self._tables = {}          # layer -> distinct input values per example (exact_column), built when asked
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
@@ -140,8 +157,12 @@ class Evaluator:
                 for i, layer in enumerate(self.net.layers) for p in layer.params]
 
     def analytic(self):
+        """The copy's own backprop at theta: ``{name: gradient}``, arrays no later call writes into
+        (minidl's layers assign fresh arrays in every backward; a user's layer's are copied)."""
         self.net._backprop(self.X.copy(), self.Y, training=self.training)
-        return dict(self.net.named_gradients())
+        own = {id(layer) for layer in self.net.layers if type(layer) in _OWN_LAYERS}
+        return {f"{i}.{p}": layer.grads[p] if id(layer) in own else layer.grads[p].copy()
+                for i, layer in enumerate(self.net.layers) for p in layer.params}
 
     def cost_at(self, theta, names):
         """J at a flattened theta (used by scipy's check_grad); the copy is restored after."""
@@ -196,8 +217,11 @@ class Evaluator:
         A Dense parameter with an affine tail goes block by block through :meth:`affine_block`
         (``chunk_size`` coordinates per block at most); anything else through :meth:`central`.
         """
-        if method == "loop" or k not in self.affine or (not self.closed_form_l2 and pname in layer.regularized):
+        if method == "loop" or (not self.closed_form_l2 and pname in layer.regularized) or not (
+                k in self.affine or (pname == "W" and _is_plain_dense(layer) and self.rowwise_from[k + 1])):
             return self.central(k, layer, pname, array, np.arange(array.size), h, method, chunk_size, progress)
+        if k not in self.affine:
+            return self._exact_all(k, layer, array, h, chunk_size, progress)
         inputs = self.acts[k] if pname == "W" else np.ones((self.m, 1))
         n_in, n_out = inputs.shape[1], array.shape[-1]
         per = chunk_size or max(1, BLOCK // (2 * self.m))          # coordinates per block
@@ -217,6 +241,47 @@ class Evaluator:
         fp /= self.m
         fm /= self.m
         return fp.ravel(), fm.ravel(), kink.ravel()
+
+    def _exact_all(self, k, layer, array, h, chunk_size, progress):
+        """Every ``W[i, j]`` of a plain Dense whose tail is not affine, column by column through
+        :meth:`exact_column`; see :meth:`central_all`."""
+        n_in, n_out = array.shape
+        if k not in self._tables:
+            self._tables[k] = _value_table(self.acts[k])
+        table = self._tables[k]
+        per = chunk_size or max(1, STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer)))
+        piece = n_in if table is not None else min(n_in, per)
+        fp, fm, kink = np.empty((n_in, n_out)), np.empty((n_in, n_out)), np.empty((n_in, n_out), dtype=bool)
+        for i0 in range(0, n_in, piece):
+            rows = slice(i0, i0 + piece)
+            for j in range(n_out):
+                fp[rows, j], fm[rows, j], kink[rows, j] = self.exact_column(k, j, self.acts[k][:, rows], h, table)
+                if progress is not None:
+                    progress(fp[rows, j].size)
+        fp /= self.m
+        fm /= self.m
+        return fp.ravel(), fm.ravel(), kink.ravel()
+
+    def exact_column(self, k, j, inputs, h, table=None):
+        """``(fp, fm, kink)`` of shape ``(n,)``: coordinate i moves unit j of example r by ``+-h * inputs[r, i]``.
+
+        Every (example, coordinate) pair through :meth:`column_pairs`, both signs in one pass. With
+        a value table (``(rows, values, codes)`` of :func:`_value_table` for all of ``inputs``),
+        each distinct (example, input value) pair is evaluated once and every coordinate reads its
+        per-example changes from it: the same floating-point operations on the same numbers, done
+        once (8-bit pixels, one-hot or binary features repeat a lot).
+        """
+        m, n = inputs.shape
+        rows, values = (np.repeat(np.arange(m), n), inputs.ravel()) if table is None else table[:2]
+        P = rows.size
+        change, kinks = self.column_pairs(k, j, np.concatenate([rows, rows]),
+                                          np.concatenate([h * values, -h * values]))
+        kinks = kinks[:P] | kinks[P:]
+        if table is None:
+            return (change[:P].reshape(m, n).sum(axis=0), change[P:].reshape(m, n).sum(axis=0),
+                    kinks.reshape(m, n).any(axis=0))
+        codes = table[2]
+        return change[:P][codes].sum(axis=0), change[P:][codes].sum(axis=0), kinks[codes].any(axis=0)
 
     def penalty_slope(self, layer, pname, array, flat=None):
         """The L2 term's exact central difference ``(l2/m) w`` (0 where it is evaluated with J)."""
@@ -407,7 +472,8 @@ class Evaluator:
         return col, base, kink, k2
 
     def column_pairs(self, k, cols, rows, dvalues):
-        """Per-pair loss changes and kinks: pair t moves ``Z[rows[t], cols[t]]`` of body[k] by ``dvalues[t]``.
+        """Per-pair loss changes and kinks: pair t moves ``Z[rows[t], cols[t]]`` of body[k] by ``dvalues[t]``
+        (``cols`` one int for every pair, or one per pair).
 
         The loss of example r depends on a move of one unit only through that example's entry, so
         each pair is evaluated alone, and pairs that leave the example unchanged (a ReLU that stays
@@ -418,7 +484,8 @@ class Evaluator:
         if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
             d = col - base
             moved = np.flatnonzero(d)
-            w = self.body[k2].params["W"][cols[moved]]
+            W2 = self.body[k2].params["W"]
+            w = W2[cols[moved]] if np.ndim(cols) else W2[cols]
             # (A + d e_j^T) @ W2 + b2 = Z2 + d W2[j, :]
             A = d[moved, None] * w
             A += np.take(self.acts[k2 + 1], rows[moved], axis=0)

@@ -132,7 +132,7 @@ def dtype_check(model, ev, own, masks, allowance):
             return {"dtype": "float32", "wrong": {}, "passed": True, "left_out": ev.m}
         masks = None if masks is None else {i: mask[keep] for i, mask in masks.items()}
         ev = Evaluator(model, ev.X[keep], ev.Y[keep], masks)
-        own = {name: g.copy() for name, g in ev.analytic().items()}
+        own = ev.analytic()
         allowance = float32_allowance(own, magnitudes(ev))
         for i, mask in (masks or {}).items():
             net.layers[i].fixed_mask = mask
