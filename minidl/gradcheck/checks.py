@@ -11,7 +11,7 @@ from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each
-from .noise import K_NOISE, SPOT_CHECK, judge, scipy_cross_check
+from .noise import K_NOISE, SPOT_CHECK, _top, judge, scipy_cross_check
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
@@ -176,7 +176,7 @@ def _spot(group, array):
     n_out, flat = array.shape[-1], group["index"]
     column = flat[largest if abs(g[largest]) >= abs(g[smallest]) else smallest] % n_out
     inside = np.arange(column, flat.size, n_out) if flat.size == array.size else np.flatnonzero(flat % n_out == column)
-    return inside[np.argsort(-np.abs(g[inside]), kind="stable")[:SPOT_CHECK]]
+    return inside[_top(np.abs(g[inside]), SPOT_CHECK)]
 
 
 def _frozen_masks(model, m, rng):

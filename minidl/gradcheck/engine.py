@@ -18,8 +18,9 @@ only in rounding. They differ in what they avoid recomputing:
    cross a kink go through the exact path below; dead units that stay dead change nothing.
 3. **Exact column moves** (:meth:`Evaluator.column_pairs`). Otherwise the moved column is pushed
    through the elementwise layers after it and enters the next Dense as a rank-one update, one
-   row per (perturbation, example) pair whose input moved; layers that mix examples get whole
-   copies of the batch instead (:meth:`Evaluator.stacked_columns`).
+   row per (perturbation, example) pair whose input moved; when inputs repeat (8-bit pixels), each
+   distinct (example, input value) pair of a column is evaluated once (:meth:`Evaluator.exact_columns`).
+   Layers that mix examples get whole copies of the batch instead (:meth:`Evaluator.stacked_columns`).
 4. **Generic.** Other layers (a user's, a Dense subclass with its own forward) evaluate their own
    forward once per coordinate; everything after them is still stacked.
 
@@ -214,56 +215,49 @@ class Evaluator:
     def central_all(self, k, layer, pname, array, h, method="fast", chunk_size=None, progress=None):
         """:meth:`central` for every coordinate of ``array``, in its flat (C) order.
 
-        A Dense parameter with an affine tail goes block by block through :meth:`affine_block`
-        (``chunk_size`` coordinates per block at most); anything else through :meth:`central`.
+        A plain Dense goes in blocks of whole columns (all ``W[:, j]`` or ``b[j]`` of a few j):
+        through :meth:`affine_block` when its tail is affine, else (W, rowwise tail) through
+        :meth:`exact_columns`; ``chunk_size`` coordinates per block at most. Anything else through
+        :meth:`central`.
         """
+        affine = k in self.affine
         if method == "loop" or (not self.closed_form_l2 and pname in layer.regularized) or not (
-                k in self.affine or (pname == "W" and _is_plain_dense(layer) and self.rowwise_from[k + 1])):
+                affine or (pname == "W" and _is_plain_dense(layer) and self.rowwise_from[k + 1])):
             return self.central(k, layer, pname, array, np.arange(array.size), h, method, chunk_size, progress)
-        if k not in self.affine:
-            return self._exact_all(k, layer, array, h, chunk_size, progress)
         inputs = self.acts[k] if pname == "W" else np.ones((self.m, 1))
         n_in, n_out = inputs.shape[1], array.shape[-1]
-        per = chunk_size or max(1, BLOCK // (2 * self.m))          # coordinates per block
-        piece = min(n_in, per)                                     # rows i of a block
-        width = max(1, per // piece)                               # columns j of a block
+        table = None
+        if affine:      # a block's values stay in cache
+            per = chunk_size or max(1, BLOCK // (2 * self.m))
+        else:           # a value table (inputs that repeat) serves whole columns
+            if k not in self._tables:
+                self._tables[k] = _value_table(inputs)
+            table = self._tables[k]
+            stacked = STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer))
+            per = n_in if table is not None else chunk_size or stacked
+        piece = min(n_in, max(1, per))                                # rows i of a block
+        width = max(1, per // piece)                                  # columns j of a block
         fp, fm, kink = np.empty((n_in, n_out)), np.empty((n_in, n_out)), np.empty((n_in, n_out), dtype=bool)
         for i0 in range(0, n_in, piece):
             rows = slice(i0, i0 + piece)
             part = inputs[:, rows]
-            reach = h * np.abs(part).max(axis=1)                   # largest move of each example's unit
+            reach = h * np.abs(part).max(axis=1)                      # each example's largest move
             for j0 in range(0, n_out, width):
-                cols = slice(j0, j0 + width)
-                fp_, fm_, kink_ = self.affine_block(k, part, np.arange(n_out)[cols], h, reach)
-                fp[rows, cols], fm[rows, cols], kink[rows, cols] = fp_.T, fm_.T, kink_.T
+                cols = np.arange(j0, min(n_out, j0 + width))
+                if affine:
+                    block = self.affine_block(k, part, cols, h, reach)
+                else:
+                    block = self.exact_columns(k, part, cols, h, table)
+                fp[rows, j0:j0 + width], fm[rows, j0:j0 + width], kink[rows, j0:j0 + width] = (x.T for x in block)
                 if progress is not None:
-                    progress(fp_.size)
+                    progress(part.shape[1] * cols.size)
         fp /= self.m
         fm /= self.m
         return fp.ravel(), fm.ravel(), kink.ravel()
 
-    def _exact_all(self, k, layer, array, h, chunk_size, progress):
-        """Every ``W[i, j]`` of a plain Dense whose tail is not affine, column by column through
-        :meth:`exact_column`; see :meth:`central_all`."""
-        n_in, n_out = array.shape
-        if k not in self._tables:
-            self._tables[k] = _value_table(self.acts[k])
-        table = self._tables[k]
-        per = chunk_size or max(1, STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer)))
-        piece = n_in if table is not None else min(n_in, per)
-        fp, fm, kink = np.empty((n_in, n_out)), np.empty((n_in, n_out)), np.empty((n_in, n_out), dtype=bool)
-        for i0 in range(0, n_in, piece):
-            rows = slice(i0, i0 + piece)
-            for j in range(n_out):
-                fp[rows, j], fm[rows, j], kink[rows, j] = self.exact_column(k, j, self.acts[k][:, rows], h, table)
-                if progress is not None:
-                    progress(fp[rows, j].size)
-        fp /= self.m
-        fm /= self.m
-        return fp.ravel(), fm.ravel(), kink.ravel()
-
-    def exact_column(self, k, j, inputs, h, table=None):
-        """``(fp, fm, kink)`` of shape ``(n,)``: coordinate i moves unit j of example r by ``+-h * inputs[r, i]``.
+    def exact_columns(self, k, inputs, cols, h, table=None):
+        """``(fp, fm, kink)`` of shape ``(J, n)``: coordinate ``(i, j)`` moves unit j of example r by
+        ``+-h * inputs[r, i]``, for each j of ``cols``.
 
         Every (example, coordinate) pair through :meth:`column_pairs`, both signs in one pass. With
         a value table (``(rows, values, codes)`` of :func:`_value_table` for all of ``inputs``),
@@ -274,14 +268,17 @@ class Evaluator:
         m, n = inputs.shape
         rows, values = (np.repeat(np.arange(m), n), inputs.ravel()) if table is None else table[:2]
         P = rows.size
-        change, kinks = self.column_pairs(k, j, np.concatenate([rows, rows]),
-                                          np.concatenate([h * values, -h * values]))
-        kinks = kinks[:P] | kinks[P:]
-        if table is None:
-            return (change[:P].reshape(m, n).sum(axis=0), change[P:].reshape(m, n).sum(axis=0),
-                    kinks.reshape(m, n).any(axis=0))
-        codes = table[2]
-        return change[:P][codes].sum(axis=0), change[P:][codes].sum(axis=0), kinks[codes].any(axis=0)
+        out = np.empty((3, cols.size, n))
+        for jj, j in enumerate(cols):
+            change, kinks = self.column_pairs(k, j, np.concatenate([rows, rows]),
+                                              np.concatenate([h * values, -h * values]))
+            kinks = kinks[:P] | kinks[P:]
+            if table is None:
+                parts = change[:P].reshape(m, n), change[P:].reshape(m, n), kinks.reshape(m, n)
+            else:
+                parts = change[:P][table[2]], change[P:][table[2]], kinks[table[2]]
+            out[0, jj], out[1, jj], out[2, jj] = parts[0].sum(axis=0), parts[1].sum(axis=0), parts[2].any(axis=0)
+        return out[0], out[1], out[2] > 0
 
     def penalty_slope(self, layer, pname, array, flat=None):
         """The L2 term's exact central difference ``(l2/m) w`` (0 where it is evaluated with J)."""
@@ -394,7 +391,8 @@ class Evaluator:
         c = s * J[:, :, 0]
         return c, T, expit(s[:, 0] * self.acts[-1][:, 0]), start > k + 1
 
-    def _safe(self, k, Z, move, c, T, relu_first):
+    @staticmethod
+    def _safe(Z, move, c, T, relu_first):
         """Which (example, unit) moves the affine formula evaluates exactly, which change nothing.
 
         ``Z`` is the unit's value at theta, ``move`` how far it moves (``|move|`` when both signs
@@ -415,23 +413,24 @@ class Evaluator:
         Coordinate ``(i, j)`` moves unit j of example r by ``+-h * inputs[r, i]`` (``inputs`` is
         ``A_prev`` for W, ones for b); ``reach[r] = h * max_i |inputs[r, i]|`` bounds every move.
         Whether example r may take the affine formula in column j is decided once from ``reach``;
-        the formula then runs over ``(examples, n, 2J)`` at once, both signs, and the examples that
+        the formula then runs over ``(examples, 2J, n)`` at once, both signs, and the examples that
         could cross a kink go through :meth:`column_pairs`, every coordinate of their column.
         """
         c, T, p, relu_first = self.affine[k]
         c, Z = c[:, cols], self.acts[k + 1][:, cols]                          # (m, J)
-        safe, still = self._safe(k, Z, reach[:, None], c, T[:, cols], relu_first)
+        safe, still = self._safe(Z, reach[:, None], c, T[:, cols], relu_first)
         live = np.flatnonzero(safe.any(axis=1))
-        q = np.where(safe, c * h, 0.0)[live]                                  # the logit's move per unit input
-        t = inputs[live][:, None, :] * np.concatenate([q, -q], axis=1)[:, :, None]      # (live, 2J, n)
+        q = np.where(safe, c * h, 0.0)                                        # the logit's move per unit input
+        J, n = cols.size, inputs.shape[1]
+        t = np.empty((live.size, 2 * J, n))                                   # row by row: no gathered copy
+        for row, r in enumerate(live):
+            np.multiply(q[r, :, None], inputs[r], out=t[row, :J])
+            np.negative(t[row, :J], out=t[row, J:])
         change = _loss_change(t, p[live, None, None]).sum(axis=0)            # (2J, n)
-        J = cols.size
-        fp, fm, kink = change[:J], change[J:], np.zeros((J, inputs.shape[1]), dtype=bool)
+        fp, fm, kink = change[:J], change[J:], np.zeros((J, n), dtype=bool)
         for r, jj in zip(*np.nonzero(~safe & ~still)):
-            n = inputs.shape[1]
             d = h * inputs[r]
-            more, more_kink = self.column_pairs(k, np.full(2 * n, cols[jj]), np.full(2 * n, r),
-                                                np.concatenate([d, -d]))
+            more, more_kink = self.column_pairs(k, cols[jj], np.full(2 * n, r), np.concatenate([d, -d]))
             fp[jj] += more[:n]
             fm[jj] += more[n:]
             kink[jj] |= more_kink[:n] | more_kink[n:]
@@ -442,7 +441,7 @@ class Evaluator:
         ``moves[b]`` ``(B, m)``: the same formula as :meth:`affine_block`, decided per (move, example)."""
         c, T, p, relu_first = self.affine[k]
         c, Z = c.T[cols], self.actsT[k + 1][cols]                             # (B, m)
-        safe, still = self._safe(k, Z, moves, c, T.T[cols], relu_first)
+        safe, still = self._safe(Z, moves, c, T.T[cols], relu_first)
         t = np.where(safe, c * moves, 0.0)
         delta = _loss_change(t, p).sum(axis=1)
         b, r = np.nonzero(~safe & ~still)

@@ -1,0 +1,115 @@
+"""The evaluation engine's fast paths: each must give the plain loop's numbers, in bounded memory."""
+import decimal
+import importlib
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import minidl as mdl
+from conftest import assert_same_central_differences
+
+engine = importlib.import_module("minidl.gradcheck.engine")
+
+
+def wide_relu_net(n_in=300, hidden=6, seed=0, act=mdl.ReLU):
+    """The cat network's shape in small: a wide first Dense, then a ReLU (or smooth) tail."""
+    return mdl.Sequential([mdl.Dense(n_in, hidden), act(), mdl.Dense(hidden, 4), act(), mdl.Dense(4, 1),
+                           mdl.Sigmoid()], seed=seed)
+
+
+def _softplus_change(x, t):
+    """softplus(x + t) - softplus(x) with 60 significant digits."""
+    with decimal.localcontext() as context:
+        context.prec = 60
+        x, t = decimal.Decimal(x), decimal.Decimal(t)
+        softplus = lambda v: (1 + v.exp()).ln()
+        return float(softplus(x + t) - softplus(x))
+
+
+@pytest.mark.parametrize("x", [-40.0, -5.0, -0.3, 0.0, 0.7, 6.0, 35.0])
+@pytest.mark.parametrize("t", [1e-12, -3e-9, 2e-7, -1e-4, 0.01, -0.5, 1.0, -1.0])
+def test_loss_change_identity_is_accurate_to_a_few_ulps(x, t):
+    """log1p(sigmoid(x) expm1(t)) is softplus(x + t) - softplus(x) without the cancellation."""
+    p = 1 / (1 + np.exp(-x))
+    got = engine._loss_change(np.array([t]), p)[0]
+    exact = _softplus_change(x, t)
+    assert abs(got - exact) <= 4e-16 * abs(exact)
+
+
+def test_wide_relu_network_takes_the_affine_path_and_equals_the_loop():
+    rng = np.random.default_rng(3)
+    model = wide_relu_net()
+    X, Y = rng.random((6, 300)), rng.integers(0, 2, (6, 1))
+    ev = engine.Evaluator(model, X, Y)
+    assert set(ev.affine) == {0, 2, 4}
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", coords="sample", k=40, scipy_check=False)
+    for a, b in zip(fast.groups, loop.groups):
+        sub = dict(a, fp=a["fp"][b["index"]], fm=a["fm"][b["index"]], kink=a["kink"][b["index"]],
+                   slope=a["slope"][b["index"]])
+        assert_same_central_differences(sub, b, fast.epsilon)
+    assert fast.passed
+
+
+def test_units_at_the_kink_take_the_exact_path_and_are_reported():
+    """A unit 1e-9 above 0 cannot be proven safe from its inputs' reach: its column goes through the
+    exact path, and exactly the coordinates whose move crosses 0 are kinks, as in the loop."""
+    rng = np.random.default_rng(4)
+    model = wide_relu_net(n_in=40)
+    X, Y = 0.05 + rng.random((5, 40)), rng.integers(0, 2, (5, 1))
+    X[3, :10] = 0.0                                            # these inputs do not move example 3 at all
+    Z = X @ model.layers[0].params["W"] + model.layers[0].params["b"]
+    model.layers[0].params["b"][2] -= Z[3, 2] - 1e-9         # example 3's unit 2 sits 1e-9 above its kink
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    kinks = {index for name, index in fast.kinks if name == "0.W"}
+    assert kinks == {(i, 2) for i in range(10, 40)}           # a move of h * X[3, i] >= 5e-9 crosses
+    assert fast.kinks == loop.kinks and fast.passed
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, fast.epsilon)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 250, None])
+def test_block_sizes_do_not_change_the_numbers(chunk):
+    rng = np.random.default_rng(5)
+    X, Y = rng.random((4, 300)), rng.integers(0, 2, (4, 1))
+    for act in (mdl.ReLU, mdl.Tanh):
+        model = wide_relu_net(act=act)
+        ref = model.gradcheck(X, Y, scipy_check=False)
+        got = model.gradcheck(X, Y, scipy_check=False, chunk_size=chunk)
+        for a, b in zip(ref.groups, got.groups):
+            np.testing.assert_allclose(a["fp"], b["fp"], rtol=1e-12, atol=1e-20)
+            np.testing.assert_allclose(a["fm"], b["fm"], rtol=1e-12, atol=1e-20)
+            assert np.array_equal(a["kink"], b["kink"])
+
+
+def test_smooth_tail_on_repeated_inputs_uses_a_value_table_and_equals_the_loop():
+    rng = np.random.default_rng(6)
+    model = wide_relu_net(n_in=60, act=mdl.Tanh)
+    X, Y = rng.integers(0, 5, (6, 60)) / 4.0, rng.integers(0, 2, (6, 1))
+    ev = engine.Evaluator(model, X, Y)
+    assert 0 not in ev.affine and engine._value_table(X) is not None     # the last Dense is affine
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, fast.epsilon)
+
+
+def _working_set(n_in, chunk):
+    """Peak traced bytes of every coordinate of the first W, beyond the three result arrays."""
+    rng = np.random.default_rng(7)
+    model = wide_relu_net(n_in=n_in, hidden=8)
+    ev = engine.Evaluator(model, rng.random((16, n_in)), rng.integers(0, 2, (16, 1)))
+    _, k, layer, pname, array = ev.named_params()[0]
+    tracemalloc.start()
+    ev.central_all(k, layer, pname, array, 1e-7, chunk_size=chunk)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - array.size * (8 + 8 + 1)
+
+
+def test_working_memory_is_set_by_the_chunk_not_by_the_number_of_parameters():
+    small, large = _working_set(2_000, 500), _working_set(32_000, 500)
+    assert large < 1.5 * small + 100_000          # 16x the parameters, about the same working set
+    assert _working_set(32_000, 8_000) > 3 * large  # ... which the chunk does set
