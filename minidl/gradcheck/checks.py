@@ -81,7 +81,9 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         "fast" reuses activations and stacks perturbations (see :mod:`minidl.gradcheck.engine`);
         "loop" is the plain recipe, one whole forward pass per perturbation.
     chunk_size : int, optional
-        Perturbations evaluated together; default: as many as fit in about 64 MB.
+        Coordinates evaluated together (both signs); it bounds the working memory, not the
+        result. Default: blocks of about 2 MB where the affine collapse applies, about 64 MB of
+        stacked activations otherwise.
     scipy_check : bool
         Also run ``scipy.optimize.check_grad`` and say whether it agrees (``report.scipy_info``).
     progress : bool
