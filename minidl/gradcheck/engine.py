@@ -241,7 +241,8 @@ class Evaluator:
         for i0 in range(0, n_in, piece):
             rows = slice(i0, i0 + piece)
             part = inputs[:, rows]
-            reach = h * np.abs(part).max(axis=1)                      # each example's largest move
+            if affine:
+                reach = h * np.abs(part).max(axis=1)                  # each example's largest move
             for j0 in range(0, n_out, width):
                 cols = np.arange(j0, min(n_out, j0 + width))
                 if affine:
