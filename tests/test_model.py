@@ -178,3 +178,25 @@ def test_backward_fills_grads_for_a_hand_written_loop(data):
         costs.append(model.backward(X, Y, training=True))
         optimizer.step(model)
     assert costs[-1] < costs[0]
+
+
+class L1(mdl.BinaryCrossEntropy):
+    """A loss subclass with a penalty of its own that does not depend on l2."""
+
+    def penalty(self, weights, m):
+        return 0.1 / m * float(sum(np.abs(W).sum() for W in weights))
+
+    def dpenalty(self, W, m):
+        return 0.1 / m * np.sign(W)
+
+
+def test_a_loss_subclass_penalty_is_added_even_with_l2_zero(data):
+    X, Y = data
+    layers = lambda: [mdl.Dense(X.shape[1], 4), mdl.ReLU(), mdl.Dense(4, 1), mdl.Sigmoid()]
+    plain = mdl.Sequential(layers(), loss=mdl.BinaryCrossEntropy(0.0), seed=3).gradients(X, Y)
+    model = mdl.Sequential(layers(), loss=L1(0.0), seed=3)
+    grads = model.gradients(X, Y)
+    W = model.layers[0].params["W"]
+    np.testing.assert_allclose(grads["0.W"] - plain["0.W"], 0.1 / X.shape[0] * np.sign(W), atol=1e-15)
+    np.testing.assert_array_equal(grads["0.b"], plain["0.b"])
+    assert model.gradcheck(X, Y, scipy_check=False).passed
