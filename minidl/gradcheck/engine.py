@@ -143,7 +143,7 @@ class Evaluator:
         self.base_losses = net.loss.losses(self.acts[-1], Y, net.logit_head)[:, 0]
         self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
-        self._tables = {}          # layer -> distinct input values per example (exact_column), built when asked
+        self._tables = {}          # layer -> distinct input values per example (exact_columns), built when asked
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
