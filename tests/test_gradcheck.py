@@ -486,3 +486,33 @@ def test_pixel_like_inputs_find_kinks(activation):
     Y = np.array([0, 1, 1, 0])
     fast, loop = model.gradcheck(X, Y, scipy_check=False), model.gradcheck(X, Y, method="loop", scipy_check=False)
     assert fast.kinks == loop.kinks and ("0.W", (1, 1)) in fast.kinks and fast.passed
+
+
+class Project(mdl.Layer):
+    """A = X P: a user layer with a weight matrix of its own that changes the width."""
+    rowwise = True
+
+    def __init__(self, n_in, n_out, bug=False):
+        super().__init__()
+        self.params = {"P": np.random.default_rng(0).standard_normal((n_in, n_out))}
+        self.bug = bug
+
+    def forward(self, X, training=False):
+        self.X = X
+        return X @ self.params["P"]
+
+    def backward(self, dA):
+        self.grads["P"] = self.X.T @ dA * (2.0 if self.bug else 1.0)
+        return dA @ self.params["P"].T
+
+    def output_width(self, n_in):
+        return self.params["P"].shape[1]
+
+
+@pytest.mark.parametrize("method", ["fast", "loop"])
+def test_user_layer_that_changes_the_width_is_checked(method):
+    """Its noise bound used to add a (m, 3) rounding term to a (m, 4) array: a raw ValueError."""
+    layers = lambda bug: [mdl.Dense(5, 4), mdl.Tanh(), Project(4, 3, bug), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()]
+    report = mdl.Sequential(layers(False), seed=0).gradcheck(X8, Y8, method=method)
+    assert report.passed and report.difference < 1e-7
+    assert mdl.Sequential(layers(True), seed=0).gradcheck(X8, Y8, method=method).failed_parameters == ["2.P"]

@@ -322,19 +322,17 @@ class Evaluator:
         large losses all show up here. Returns an absolute noise in units of J.
         """
         u = UNIT_ROUNDOFF
-        delta = np.zeros_like(self.acts[k])
+        delta = None           # no error yet in body[k]'s input
         for k2 in range(k, len(self.body)):
             layer, A, out = self.body[k2], self.acts[k2], self.acts[k2 + 1]
             if _is_plain_dense(layer):
-                delta = delta @ np.abs(layer.params["W"])
-                if k2 > k or recomputed:
-                    delta += u * (np.abs(A) @ np.abs(layer.params["W"]) + np.abs(layer.params["b"]))
-                else:
-                    delta += u * np.abs(out)
-            else:
-                if k2 > k:       # carried through the layer: half the spread of f(A + delta) and f(A - delta)
-                    delta = np.abs(_call(layer, A + delta, self.training)
-                                   - _call(layer, A - delta, self.training)) / 2
+                absW = np.abs(layer.params["W"])
+                rounding = np.abs(A) @ absW + np.abs(layer.params["b"]) if k2 > k or recomputed else np.abs(out)
+                delta = u * rounding if delta is None else delta @ absW + u * rounding
+            elif delta is None:    # body[k] itself, evaluated whole: its output rounds
+                delta = u * np.abs(out)
+            else:                  # carried through the layer: half the spread of f(A + delta) and f(A - delta)
+                delta = np.abs(_call(layer, A + delta, self.training) - _call(layer, A - delta, self.training)) / 2
                 delta += u * np.abs(out)
         out = self.acts[-1]
         slope = np.abs(self.net.loss.dout(out, self.Y, self.net.logit_head))       # |dL_r/dout_r| / m
