@@ -11,7 +11,7 @@ from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each
-from .noise import K_NOISE, SPOT_CHECK, _top, judge, scipy_cross_check
+from .noise import K_NOISE, SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, SPOT_CHECK, _top, judge, scipy_cross_check
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
@@ -160,8 +160,9 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net._weights(), ev.m)
         curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
         passed = all(not grp["wrong"].any() for grp in groups)
+        jumps = _scipy_jumps(ev, plan, groups, epsilon, method) if theta.size <= SCIPY_ALL_DIRECTIONS_MAX else None
         scipy_info = scipy_cross_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed, sigma, curvature,
-                                       passed)
+                                       passed, jumps=jumps, crosses=lambda t: ev.crosses_kink(t, names))
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
                              layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check)
@@ -195,6 +196,28 @@ def _curvature(groups, sizes, epsilon):
         full = np.full(size, bound.max(initial=0.0))
         full[grp["index"]] = bound
         parts.append(full)
+    return np.concatenate(parts)
+
+
+def _scipy_jumps(ev, plan, groups, epsilon, method):
+    """For scipy's forward differences along each coordinate: the jump in slope of the coordinates
+    whose step of ``SCIPY_STEP`` crosses a kink (0 elsewhere), as one flat vector over theta.
+
+    A forward difference whose step crosses a kink is off by up to the jump between the one-sided
+    slopes; ``|fp + fm| / h`` measures it at a step h (twice that is allowed). Only coordinates
+    that crossed a kink at epsilon can cross at a smaller step; all are tried when epsilon is smaller.
+    """
+    parts = []
+    for (name, k_body, layer, pname, array, flat), grp in zip(plan, groups):
+        jumps = np.zeros(array.size)
+        tried = np.flatnonzero(grp["kink"]) if epsilon >= SCIPY_STEP else np.arange(flat.size)
+        if tried.size:
+            fp, fm, kink = ev.central(k_body, layer, pname, array, flat[tried], SCIPY_STEP, method)
+            crossed = tried[kink]
+            at_h = np.abs(fp[kink] + fm[kink]) / SCIPY_STEP
+            at_eps = np.abs(grp["fp"][crossed] + grp["fm"][crossed]) / epsilon
+            jumps[flat[crossed]] = 2 * np.maximum(at_h, at_eps)
+        parts.append(jumps)
     return np.concatenate(parts)
 
 

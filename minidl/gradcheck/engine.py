@@ -31,6 +31,7 @@ What the engine keeps between evaluations (inputs, activations, kink patterns) i
 and a layer that is not one of minidl's own gets a copy of it: a user layer that writes into
 its input (``np.maximum(Z, 0, out=Z)``) cannot corrupt what the checker holds.
 """
+import contextlib
 import copy
 
 import numpy as np
@@ -165,10 +166,10 @@ class Evaluator:
         return {f"{i}.{p}": layer.grads[p] if id(layer) in own else layer.grads[p].copy()
                 for i, layer in enumerate(self.net.layers) for p in layer.params}
 
-    def cost_at(self, theta, names):
-        """J at a flattened theta (used by scipy's check_grad); the copy is restored after."""
-        saved = {}
-        offset = 0
+    @contextlib.contextmanager
+    def at(self, theta, names):
+        """The copy's parameters ``names`` set from a flattened ``theta`` for the duration; restored after."""
+        saved, offset = {}, 0
         params = dict((n, a) for n, _, _, _, a in self.named_params())
         for name in names:
             array = params[name]
@@ -176,10 +177,26 @@ class Evaluator:
             array[...] = theta[offset:offset + array.size].reshape(array.shape)
             offset += array.size
         try:
-            return self.net._cost(self.X.copy(), self.Y, self.training)
+            yield
         finally:
             for name, value in saved.items():
                 params[name][...] = value
+
+    def cost_at(self, theta, names):
+        """J at a flattened theta (used by scipy's check_grad)."""
+        with self.at(theta, names):
+            return self.net._cost(self.X.copy(), self.Y, self.training)
+
+    def crosses_kink(self, theta, names):
+        """Whether some layer's kink pattern at a flattened theta differs from the one at the check's
+        theta: a straight step between them crosses a kink (or lands on one)."""
+        with self.at(theta, names):
+            A = self.X
+            for layer, pattern in zip(self.body, self.patterns):
+                if pattern is not None and np.any(layer.kink_pattern(A) != pattern):
+                    return True
+                A = _call(layer, A, self.training)
+        return False
 
     def central(self, k, layer, pname, array, flat, h, method="fast", chunk_size=None, progress=None):
         """Changes of the data term of J at theta + h e_i and theta - h e_i, and kink flags.

@@ -28,8 +28,9 @@ class GradCheckReport:
     scipy : float or None
         ``scipy.optimize.check_grad`` on the same J(theta) and gradient (``||g - g_fd||_2``).
     scipy_info : dict
-        What scipy's forward differences allow (``expected``), whether its number is consistent
-        with right gradients (``consistent``) and whether that ``agrees`` with ``passed``.
+        What scipy's forward differences allow (``expected``; ``kinks`` of it for steps that cross a
+        kink), whether its number is consistent with right gradients (``consistent``) and whether
+        that ``agrees`` with ``passed``.
     dtype_check : dict or None
         For float32 models and layers: ``{"dtype", "wrong": {name: count}, "passed"}``, the
         model's own float32 backprop against its float64 backprop at the same weights.
