@@ -244,13 +244,13 @@ def test_check_gradient_of_a_float32_function():
 
 # ------------------------------------------------------------------ the adversarial sweep
 def test_a_sweep_of_correct_and_broken_networks():
-    """A small run of benchmarks/trust_sweep.py: 13 families, no false alarm, errors of 1e-4 caught."""
+    """A small run of benchmarks/trust_sweep.py: 14 families, no false alarm, errors of 1e-4 caught."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import trust_sweep
     results = trust_sweep.sweep(per_family=5, detect=1, seed=1)
-    assert len(results) == 13
+    assert len(results) == 14
     assert {name: alarms for name, (_, alarms, _, _) in results.items() if alarms} == {}
     # The error is injected into the data part of dW: with tiny gradients it sits near the absolute
     # rounding floor, and a huge L2 term dwarfs it in the whole gradient.
@@ -312,3 +312,16 @@ def test_scipy_random_direction_crossing_kinks_is_not_a_disagreement(seed):
     failed = model.gradcheck(X, Y, grads=g)     # minidl still sees the error scipy's step cannot resolve
     assert failed.failed_parameters == ["2.W"]
     assert "below what its differences resolve" in str(failed)
+
+
+def test_a_large_epsilon_meets_smaller_steps_before_a_coordinate_is_called_wrong():
+    """epsilon 1e-2 on inputs of ~1000: the steps' truncation error is large, and with only larger steps to
+    confirm at, this correct network failed (0.W and 2.W). Confirmation now also tries steps below epsilon."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.random((4, 30)) * 1000, rng.integers(0, 2, (4, 1))
+    model = mdl.Sequential([mdl.Dense(30, 6), mdl.ReLU(), mdl.Dense(6, 3), mdl.Tanh(), mdl.Dense(3, 1),
+                            mdl.Sigmoid()], seed=1)
+    assert model.gradcheck(X, Y, epsilon=1e-2).passed
+    grads = model.gradients(X, Y)
+    grads["2.W"] = grads["2.W"] * 1.001
+    assert model.gradcheck(X, Y, epsilon=1e-2, grads=grads).failed_parameters == ["2.W"]

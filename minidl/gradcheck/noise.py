@@ -17,7 +17,8 @@ coordinate flagged, has its worst coordinates flagged too.
 **Confirmation.** Each flagged coordinate (at most ``CONFIRM_MAX`` per parameter, the worst
 first), and each parameter's ``SPOT_CHECK`` largest gradients whatever the screen says (so an
 error hidden under the noise at epsilon, in tiny gradients or a uniform scale, meets the finer
-bars of larger steps), is evaluated again at steps ``h = eps, 10 eps, 100 eps, ...`` (up to ``MAX_STEP``) and
+bars of larger steps), is evaluated again at steps ``h = eps, 10 eps, 100 eps, ...`` (up to ``MAX_STEP``;
+steps below eps down to ``MIN_STEP`` too when eps is larger) and
 ``2h``. From each pair, the fourth-order estimate ``D4(h) = (4 D(h) - D(2h)) / 3`` has noise
 ``<= 1.5 s / h`` and a truncation error far below ``|D(2h) - D(h)| / 3``, which is measured, so
 its error bar is honest without knowing any derivative; ``s`` is the larger of ``sigma`` and
@@ -38,14 +39,18 @@ RTOL = 1e-7           # relative rounding allowed in float64 backprop
 CONFIRM_MAX = 256     # flagged coordinates re-evaluated per parameter, worst first
 SPOT_CHECK = 16       # largest gradients of each parameter, re-evaluated whatever the screen says
 MAX_STEP = 1e-2       # largest confirmation step h (2h is evaluated too)
-STEP_FACTORS = (1, 10, 100, 1000, 10000, 100000)
+MIN_STEP = 1e-7       # smallest confirmation step below epsilon (when epsilon is larger)
 SCIPY_STEP = math.sqrt(np.finfo(np.float64).eps)     # check_grad's forward-difference step
 SCIPY_ALL_DIRECTIONS_MAX = 1000                     # up to this many parameters scipy checks every direction
 
 
 def steps(epsilon):
-    """The confirmation steps: epsilon and its powers of ten up to MAX_STEP."""
-    return [epsilon * f for f in STEP_FACTORS if f == 1 or epsilon * f <= MAX_STEP]
+    """The confirmation steps: epsilon, up to five powers of ten above it (at most MAX_STEP) and,
+    when epsilon is large, the powers of ten below it down to MIN_STEP: its truncation error can
+    hide a bug or fake one, and a smaller step then gives the most precise estimate."""
+    up = [epsilon * 10.0 ** k for k in range(1, 6) if epsilon * 10.0 ** k <= MAX_STEP]
+    down = [epsilon * 10.0 ** -k for k in range(1, 13) if epsilon * 10.0 ** -k >= MIN_STEP]
+    return [epsilon] + up + down
 
 
 def central(fp, fm, h, slope):
@@ -162,7 +167,7 @@ def confirm(g, slope, sigma, epsilon, allowance, base, at_steps):
     ``at_steps(hs)`` returns ``(fp, fm, kink)`` of shape ``(len(hs), n)``: every step in one call.
     """
     ladder = steps(epsilon)
-    wanted = [h for h in ladder[1:]] + [2 * h for h in ladder]
+    wanted = ladder[1:] + [2 * h for h in ladder]      # epsilon itself is the screen's evaluation
     fp, fm, kink = at_steps(np.array(wanted))
     evaluations = {epsilon: base, **{h: (fp[i], fm[i], kink[i]) for i, h in enumerate(wanted)}}
     estimates, bars = [], []

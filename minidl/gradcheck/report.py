@@ -242,7 +242,7 @@ class GradCheckReport:
             out.append(scipy_sentence(info, self.passed) +
                        f" ({info['directions']}, forward differences at h = {info['epsilon']:.1e}).")
         out.append(f"bands: difference <= {CORRECT:g} ok, <= {LOOK_AGAIN:g} look again, >= {BUG:g} bug. "
-                   f"'flagged': beyond the rounding noise at epsilon; 'wrong': re-evaluated at larger steps "
+                   f"'flagged': beyond the rounding noise at epsilon; 'wrong': re-evaluated at other steps "
                    f"with a fourth-order stencil, and the discrepancy stayed beyond noise and truncation.")
         return "\n".join(out)
 
