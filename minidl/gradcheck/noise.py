@@ -166,22 +166,18 @@ def confirm(g, slope, sigma, epsilon, allowance, base, at_steps):
 
     ``at_steps(hs)`` returns ``(fp, fm, kink)`` of shape ``(len(hs), n)``: every step in one call.
     """
-    ladder = steps(epsilon)
-    wanted = ladder[1:] + [2 * h for h in ladder]      # epsilon itself is the screen's evaluation
-    fp, fm, kink = at_steps(np.array(wanted))
-    evaluations = {epsilon: base, **{h: (fp[i], fm[i], kink[i]) for i, h in enumerate(wanted)}}
-    estimates, bars = [], []
-    for h in ladder:
-        fp1, fm1, k1 = evaluations[h]
-        fp2, fm2, k2 = evaluations[2 * h]
-        D1, D2 = central(fp1, fm1, h, slope), central(fp2, fm2, 2 * h, slope)
-        D4 = (4 * D1 - D2) / 3
-        measured = np.abs(fp2 - 4 * fp1 - 4 * fm1 + fm2) / math.sqrt(70)   # 4th difference: noise only
-        s = np.maximum(sigma, measured)
-        bar = K_NOISE * 1.5 * s / h + np.abs(D2 - D1) / 3 + allowance + RTOL * (np.abs(g) + np.abs(D4))
-        estimates.append(D4)
-        bars.append(np.where(k1 | k2, np.inf, bar))
-    estimates, bars = np.array(estimates), np.array(bars)
+    ladder = np.array(steps(epsilon))
+    L = ladder.size
+    fp, fm, kink = at_steps(np.concatenate([ladder[1:], 2 * ladder]))     # epsilon itself is the screen's
+    fp1, fm1, k1 = (np.concatenate([b[None], a[:L - 1]]) for b, a in zip(base, (fp, fm, kink)))   # (L, n) at h
+    fp2, fm2, k2 = fp[L - 1:], fm[L - 1:], kink[L - 1:]                                           # ... at 2h
+    h = ladder[:, None]
+    D1, D2 = central(fp1, fm1, h, slope), central(fp2, fm2, 2 * h, slope)
+    estimates = (4 * D1 - D2) / 3
+    measured = np.abs(fp2 - 4 * fp1 - 4 * fm1 + fm2) / math.sqrt(70)       # 4th difference: noise only
+    s = np.maximum(sigma, measured)
+    bars = K_NOISE * 1.5 * s / h + np.abs(D2 - D1) / 3 + allowance + RTOL * (np.abs(g) + np.abs(estimates))
+    bars[k1 | k2] = np.inf
     order = np.argsort(bars, axis=0, kind="stable")
     cols = np.arange(g.size)
     best, second = order[0], order[min(1, len(order) - 1)]
