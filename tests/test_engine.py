@@ -113,3 +113,30 @@ def test_working_memory_is_set_by_the_chunk_not_by_the_number_of_parameters():
     small, large = _working_set(2_000, 500), _working_set(32_000, 500)
     assert large < 1.5 * small + 100_000          # 16x the parameters, about the same working set
     assert _working_set(32_000, 8_000) > 3 * large  # ... which the chunk does set
+
+
+def test_wide_later_layers_keep_the_affine_path():
+    """The tail's Jacobian is built a few examples at a time, so wide later layers (16 x 400 x 400 values
+    at once used to be refused) still take the affine path, with the loop's numbers."""
+    rng = np.random.default_rng(8)
+    model = mdl.Sequential([mdl.Dense(50, 400), mdl.ReLU(), mdl.Dense(400, 400), mdl.ReLU(), mdl.Dense(400, 1),
+                            mdl.Sigmoid()], seed=8)
+    X, Y = rng.random((16, 50)), rng.integers(0, 2, (16, 1))
+    assert 0 in engine.Evaluator(model, X, Y).affine
+    fast = model.gradcheck(X, Y, coords="sample", k=30, scipy_check=False)
+    loop = model.gradcheck(X, Y, coords="sample", k=30, method="loop", scipy_check=False)
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, fast.epsilon)
+    assert fast.passed
+
+
+def test_dropout_between_a_dense_and_its_relu_is_an_affine_tail_with_dropout_off():
+    rng = np.random.default_rng(9)
+    model = mdl.Sequential([mdl.Dense(20, 5), mdl.Dropout(0.3), mdl.ReLU(), mdl.Dense(5, 1), mdl.Sigmoid()], seed=9)
+    X, Y = rng.standard_normal((6, 20)), rng.integers(0, 2, (6, 1))
+    assert 0 in engine.Evaluator(model, X, Y).affine
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, fast.epsilon)
+    assert fast.passed and fast.kinks == loop.kinks

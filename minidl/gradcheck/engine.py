@@ -44,6 +44,7 @@ UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 _OWN_LAYERS = (Dense, ReLU, Sigmoid, Tanh, Dropout)      # never write into their input
 BLOCK = 1 << 18           # values per block of the affine path (2 MB: stays in cache)
 STACK_BYTES = 64 << 20    # stacked activations per chunk of the exact paths
+JACOBIAN_VALUES = 1 << 22  # largest Jacobian of one example's unit against the later units (32 MB)
 
 
 def perturb_each(array, flat, h, change):
@@ -390,21 +391,29 @@ class Evaluator:
         if not all(type(layer) is ReLU or _is_plain_dense(layer) or type(layer) is Dropout for layer in tail):
             return None
         width = self.acts[start].shape[1]
-        if self.m * width * max([A.shape[1] for A in self.acts[start:]] + [1]) > 2_000_000:
-            return None       # the Jacobians below would not be small
-        J = np.broadcast_to(np.eye(width), (self.m, width, width))
-        T = np.full((self.m, width), np.inf)
-        for index, layer in enumerate(tail, start=start):
-            if _is_plain_dense(layer):
-                J = J @ layer.params["W"]
-            elif type(layer) is ReLU:
-                Z = self.acts[index]                                    # (m, n): the ReLU's input
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    room = np.abs(Z)[:, None, :] / np.abs(J)
-                T = np.minimum(T, np.where(np.isnan(room), np.inf, room).min(axis=2, initial=np.inf))
-                J = J * (Z > 0)[:, None, :]
+        widest = max(A.shape[1] for A in self.acts[start:])
+        if width * widest > JACOBIAN_VALUES:
+            return None       # one example's Jacobian below would not be small
+        per = max(1, JACOBIAN_VALUES // (width * widest))                 # examples at a time
+        c, T = np.ones((self.m, width)), np.full((self.m, width), np.inf)
+        for r0 in range(0, self.m, per):
+            rows = slice(r0, r0 + per)
+            J = None          # dA_later / dA[r, j] so far; None: the identity
+            for index, layer in enumerate(tail, start=start):
+                if _is_plain_dense(layer):
+                    J = layer.params["W"] if J is None else J @ layer.params["W"]
+                elif type(layer) is ReLU:
+                    Z = self.acts[index][rows][:, None, :]               # (examples, 1, n): the ReLU's input
+                    if J is None:
+                        J = np.eye(width)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        room = np.abs(Z) / np.abs(J)
+                    T[rows] = np.minimum(T[rows], np.where(np.isnan(room), np.inf, room).min(axis=2, initial=np.inf))
+                    J = J * (Z > 0)
+            if J is not None:
+                c[rows] = J[..., 0]
         s = 1.0 - 2.0 * self.Y[:, :1]
-        c = s * J[:, :, 0]
+        c = s * c
         return c, T, expit(s[:, 0] * self.acts[-1][:, 0]), start > k + 1
 
     @staticmethod
