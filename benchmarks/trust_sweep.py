@@ -160,10 +160,14 @@ def epsilons(rng, first):
 
 
 def large_steps(rng, first):
-    """A large epsilon on large inputs: truncation, not rounding, is what the verdict must see through."""
-    X = rng.random((4, 30)) * rng.uniform(100, 1000)
+    """A large epsilon on large inputs: truncation, not rounding, is what the verdict must see through. The
+    first W is scaled down with the inputs, so the units are not saturated: only the steps are large."""
+    scale = rng.uniform(100, 1000)
+    X = rng.random((4, 30)) * scale
     acts = [[mdl.ReLU, mdl.Tanh], [mdl.ReLU], [mdl.Tanh]][rng.integers(3)]
-    return _net(first, _widths(rng, 30), acts, rng), X, _labels(rng, 4), {"epsilon": float(rng.choice([1e-3, 1e-2]))}
+    model = _net(first, _widths(rng, 30), acts, rng)
+    model.layers[0].params["W"] /= scale
+    return model, X, _labels(rng, 4), {"epsilon": float(rng.choice([1e-3, 1e-2]))}
 
 
 def inplace_layers(rng, first):

@@ -325,3 +325,19 @@ def test_a_large_epsilon_meets_smaller_steps_before_a_coordinate_is_called_wrong
     grads = model.gradients(X, Y)
     grads["2.W"] = grads["2.W"] * 1.001
     assert model.gradcheck(X, Y, epsilon=1e-2, grads=grads).failed_parameters == ["2.W"]
+
+
+def test_a_kink_at_a_large_epsilon_is_judged_at_the_smaller_steps():
+    """epsilon 1e-2 on inputs of ~500: every step of the first W crosses some unit's kink, so every coordinate
+    was a kink and a 10% error in dW passed unseen. The ladder's smaller steps avoid the kinks and judge them."""
+    rng = np.random.default_rng(12)
+    X, Y = rng.random((4, 30)) * 500, np.array([[1], [0], [0], [1]])
+    model = mdl.Sequential([mdl.Dense(30, 6), mdl.ReLU(), mdl.Dense(6, 1), mdl.Sigmoid()], seed=12)
+    model.layers[0].params["W"] /= 500
+    report = model.gradcheck(X, Y, epsilon=1e-2)
+    assert report.passed and report.kinks == []
+    grads = model.gradients(X, Y)
+    grads["0.W"] = grads["0.W"] * 1.1
+    failed = model.gradcheck(X, Y, epsilon=1e-2, grads=grads)
+    assert failed.failed_parameters == ["0.W"] and failed.kinks == []
+    assert failed.diagnosis[0].kind == "factor"

@@ -135,6 +135,10 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     if spot is None:
         spot = _top(np.where(kink, -np.inf, np.abs(g)), min(SPOT_CHECK, int((~kink).sum())))
     positions = np.union1d(positions, np.asarray(spot, dtype=np.int64)[~kink[spot]])
+    # A kink at a large epsilon may be smooth at the ladder's smaller steps: the largest such are tried there.
+    if smooth is not None and min(steps(epsilon)) < epsilon:
+        kinked = np.flatnonzero(kink)
+        positions = np.union1d(positions, kinked[_top(np.abs(g[kinked]), min(kinked.size, CONFIRM_MAX))])
     wrong = np.zeros(g.shape, dtype=bool)
     confirmed = np.zeros(g.shape, dtype=bool)
     if positions.size:
@@ -147,7 +151,7 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
                           group["allowance"][positions],
                           (group["fp"][positions], group["fm"][positions], kink[positions]), at_steps)
         found_wrong, new_kink, numeric[positions], bar[positions] = verdict
-        kink[positions] |= new_kink
+        kink[positions] = new_kink          # a kink only where no step of the ladder avoids one
         wrong[positions] = found_wrong & ~kink[positions]
         flagged[positions] &= ~kink[positions]
         error[positions] = np.abs(g[positions] - numeric[positions])
