@@ -18,7 +18,8 @@ coordinate flagged, has its worst coordinates flagged too.
 first), and each parameter's ``SPOT_CHECK`` largest gradients whatever the screen says (so an
 error hidden under the noise at epsilon, in tiny gradients or a uniform scale, meets the finer
 bars of larger steps), is evaluated again at steps ``h = eps, 10 eps, 100 eps, ...`` (up to ``MAX_STEP``;
-steps below eps down to ``MIN_STEP`` too when eps is larger) and
+steps below eps down to ``MIN_STEP`` too when eps is larger, and then the coordinates that crossed a kink
+at eps as well, up to ``CONFIRM_MAX``) and
 ``2h``. From each pair, the fourth-order estimate ``D4(h) = (4 D(h) - D(2h)) / 3`` has noise
 ``<= 1.5 s / h`` and a truncation error far below ``|D(2h) - D(h)| / 3``, which is measured, so
 its error bar is honest without knowing any derivative; ``s`` is the larger of ``sigma`` and
