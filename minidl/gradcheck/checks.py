@@ -158,9 +158,11 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
         g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
         sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net._weights(), ev.m)
-        curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
         passed = all(not grp["wrong"].any() for grp in groups)
-        jumps = _scipy_jumps(ev, plan, groups, epsilon, method) if theta.size <= SCIPY_ALL_DIRECTIONS_MAX else None
+        curvature = jumps = None          # what scipy's every-direction check needs; one random direction measures its own
+        if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:
+            curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
+            jumps = _scipy_jumps(ev, plan, groups, epsilon, method)
         scipy_info = scipy_cross_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed, sigma, curvature,
                                        passed, jumps=jumps, crosses=lambda t: ev.crosses_kink(t, names))
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"

@@ -211,8 +211,8 @@ def scipy_cross_check(J, g_flat, theta, seed, sigma, curvature, passed, jumps=No
     ----------
     sigma : float
         Rounding noise of one evaluation of J.
-    curvature : ndarray
-        A bound on ``|d2J/dtheta_i^2|`` per coordinate (used for every direction).
+    curvature : ndarray or None
+        A bound on ``|d2J/dtheta_i^2|`` per coordinate (needed when every direction is checked).
     jumps : ndarray, optional
         Per coordinate, the jump in slope where scipy's step along it crosses a kink (all directions).
     crosses : callable, optional
