@@ -247,10 +247,11 @@ class Evaluator:
         table = None
         if affine:      # a block's values stay in cache
             per = chunk_size or max(1, BLOCK // (2 * self.m))
-        else:           # a value table (inputs that repeat) serves whole columns
-            if k not in self._tables:
-                self._tables[k] = _value_table(inputs)
-            table = self._tables[k]
+        else:           # a value table (inputs that repeat) serves whole columns, unless chunk_size is smaller
+            if chunk_size is None or chunk_size >= n_in:
+                if k not in self._tables:
+                    self._tables[k] = _value_table(inputs)
+                table = self._tables[k]
             stacked = STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer))
             per = n_in if table is not None else chunk_size or stacked
         piece = min(n_in, max(1, per))                                # rows i of a block
