@@ -96,10 +96,10 @@ def test_smooth_tail_on_repeated_inputs_uses_a_value_table_and_equals_the_loop()
         assert_same_central_differences(a, b, fast.epsilon)
 
 
-def _working_set(n_in, chunk):
+def _working_set(n_in, chunk, act=mdl.ReLU):
     """Peak traced bytes of every coordinate of the first W, beyond the three result arrays."""
     rng = np.random.default_rng(7)
-    model = wide_relu_net(n_in=n_in, hidden=8)
+    model = wide_relu_net(n_in=n_in, hidden=8, act=act)
     ev = engine.Evaluator(model, rng.random((16, n_in)), rng.integers(0, 2, (16, 1)))
     _, k, layer, pname, array = ev.named_params()[0]
     tracemalloc.start()
@@ -109,10 +109,11 @@ def _working_set(n_in, chunk):
     return peak - array.size * (8 + 8 + 1)
 
 
-def test_working_memory_is_set_by_the_chunk_not_by_the_number_of_parameters():
-    small, large = _working_set(2_000, 500), _working_set(32_000, 500)
+@pytest.mark.parametrize("act", [mdl.ReLU, mdl.Tanh])      # the affine blocks, the exact columns
+def test_working_memory_is_set_by_the_chunk_not_by_the_number_of_parameters(act):
+    small, large = _working_set(2_000, 500, act), _working_set(32_000, 500, act)
     assert large < 1.5 * small + 100_000          # 16x the parameters, about the same working set
-    assert _working_set(32_000, 8_000) > 3 * large  # ... which the chunk does set
+    assert _working_set(32_000, 8_000, act) > 3 * large  # ... which the chunk does set
 
 
 def test_wide_later_layers_keep_the_affine_path():
