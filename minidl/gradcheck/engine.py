@@ -448,10 +448,9 @@ class Evaluator:
         live = np.flatnonzero(safe.any(axis=1))
         q = np.where(safe, c * h, 0.0)                                        # the logit's move per unit input
         J, n = cols.size, inputs.shape[1]
-        t = np.empty((live.size, 2 * J, n))                                   # row by row: no gathered copy
-        for row, r in enumerate(live):
-            np.multiply(q[r, :, None], inputs[r], out=t[row, :J])
-            np.negative(t[row, :J], out=t[row, J:])
+        t = np.empty((live.size, 2 * J, n))
+        np.multiply(inputs[live, None, :], q[live, :, None], out=t[:, :J])
+        np.negative(t[:, :J], out=t[:, J:])
         change = _loss_change(t, p[live, None, None]).sum(axis=0)            # (2J, n)
         fp, fm, kink = change[:J], change[J:], np.zeros((J, n), dtype=bool)
         for r, jj in zip(*np.nonzero(~safe & ~still)):
