@@ -210,7 +210,7 @@ class Evaluator:
         ``progress(n)`` is called after each chunk.
         """
         h = np.broadcast_to(np.asarray(h, dtype=float), flat.shape)
-        per = chunk_size or max(1, STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer)))
+        per = chunk_size or self.stacked_chunk(k, layer)
         fp, fm, kink = np.empty(flat.size), np.empty(flat.size), np.empty(flat.size, dtype=bool)
         for start in range(0, flat.size, per):
             part = slice(start, start + per)
@@ -252,8 +252,7 @@ class Evaluator:
                 if k not in self._tables:
                     self._tables[k] = _value_table(inputs)
                 table = self._tables[k]
-            stacked = STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer))
-            per = n_in if table is not None else chunk_size or stacked
+            per = n_in if table is not None else chunk_size or self.stacked_chunk(k, layer)
         piece = min(n_in, max(1, per))                                # rows i of a block
         width = max(1, per // piece)                                  # columns j of a block
         fp, fm, kink = np.empty((n_in, n_out)), np.empty((n_in, n_out)), np.empty((n_in, n_out), dtype=bool)
@@ -317,6 +316,10 @@ class Evaluator:
             out[b] = (self.net.loss.penalty(self.net._weights(), self.m) - base) * self.m
             array.flat[f] = old
         return out
+
+    def stacked_chunk(self, k, layer):
+        """Coordinates of body[k] whose perturbed activations (8 arrays of m rows, both signs) fit in STACK_BYTES."""
+        return max(1, STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer)))
 
     def stack_width(self, k, layer):
         """The widest activation the perturbations of body[k]'s parameters are stacked in."""
