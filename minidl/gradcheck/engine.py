@@ -318,7 +318,8 @@ class Evaluator:
         return out
 
     def stacked_chunk(self, k, layer):
-        """Coordinates of body[k] whose perturbed activations (8 arrays of m rows, both signs) fit in STACK_BYTES."""
+        """Coordinates of body[k] evaluated together by the exact paths: about STACK_BYTES of stacked activations
+        per sign (m rows of the widest activation per coordinate, some 8 temporaries of 8 bytes)."""
         return max(1, STACK_BYTES // (8 * 8 * self.m * self.stack_width(k, layer)))
 
     def stack_width(self, k, layer):
