@@ -131,7 +131,8 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                leave=False)
     groups = []
     for name, k_body, layer, pname, array, flat in plan:
-        if flat.size == array.size:       # every coordinate, in the parameter's own order
+        every = flat.size == array.size
+        if every:                         # every coordinate, in the parameter's own order
             fp, fm, kink = ev.central_all(k_body, layer, pname, array, epsilon, method, chunk_size, bar.update)
         else:
             fp, fm, kink = ev.central(k_body, layer, pname, array, flat, epsilon, method, chunk_size, bar.update)
@@ -139,10 +140,10 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         if (k_body, recomputed) not in sigmas:
             sigmas[k_body, recomputed] = ev.noise(k_body, recomputed)
         given = np.asarray(analytic[name], dtype=np.float64).ravel()
-        if flat.size < array.size or grads is not None:      # own gradients are a private copy already
+        if not every or grads is not None:      # own gradients are a private copy already
             given = given[flat]
         group = _group(name, array.shape, flat, given,
-                       fp, fm, kink, ev.penalty_slope(layer, pname, array, flat if flat.size < array.size else None),
+                       fp, fm, kink, ev.penalty_slope(layer, pname, array, None if every else flat),
                        sigmas[k_body, recomputed],
                        np.asarray(allowance[name]).ravel()[flat] if np.ndim(allowance[name]) else 0.0)
 

@@ -105,8 +105,9 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
         Positions to confirm whatever the screen says; default the ``SPOT_CHECK`` largest ``|g|``.
 
     Adds ``numeric`` (the best estimate), ``tolerance`` (its bar), ``error``, ``flagged``,
-    ``confirmed`` (re-evaluated) and ``wrong`` (confirmed wrong); kinks found at larger steps are
-    added. Everything but the screen itself is work over the re-evaluated positions only.
+    ``confirmed`` (re-evaluated) and ``wrong`` (confirmed wrong). ``kink`` is updated for every
+    re-evaluated coordinate: set where no step of the ladder avoids a kink, cleared where one does.
+    Everything but the screen itself is work over the re-evaluated positions only.
     """
     g, kink = group["analytic"], group["kink"]
     numeric = central(group["fp"], group["fm"], epsilon, group["slope"])
