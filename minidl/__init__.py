@@ -8,7 +8,7 @@ your backpropagation is right, and if not, exactly where it is wrong.
 True
 """
 from . import datasets
-from .errors import (CheckpointError, DataFileError, GradientCheckError, InputError, InputTypeError,
+from .errors import (CheckpointError, DataFileError, GradientCheckError, InputError, InputTypeError, LayerContractError,
                      MissingDataFileError, NonFiniteError)
 from .gradcheck import GradCheckReport, check_gradient, gradcheck, gradcheck_layer
 from .io import load, load_checkpoint, save
@@ -26,4 +26,4 @@ __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Dropout", "BinaryCrossE
            "SGD", "Momentum", "Adam", "Optimizer", "Trainer", "GradCheckReport", "gradcheck",
            "gradcheck_layer", "check_gradient", "save", "load", "load_checkpoint", "datasets",
            "GradientCheckError", "InputError", "InputTypeError", "DataFileError", "MissingDataFileError",
-           "CheckpointError", "NonFiniteError", "course"]
+           "CheckpointError", "NonFiniteError", "LayerContractError", "course"]

@@ -25,6 +25,11 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, foreign, or was saved from another architecture."""
 
 
+class LayerContractError(InputError):
+    """A layer broke the layer contract: forward or backward returned the wrong shape or dtype, a gradient
+    is missing or misshapen, or ``super().__init__()`` was never called. The message names the layer."""
+
+
 class NonFiniteError(FloatingPointError):
     """A NaN or inf appeared in activations or gradients during training in debug mode."""
 

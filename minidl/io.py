@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 
 from .errors import CheckpointError, InputTypeError
-from .layers import Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
+from .layers import BUILT_IN_LAYERS, Dropout, Layer
 from .losses import BinaryCrossEntropy
 from .optim import OPTIMIZERS, Optimizer
 
@@ -41,7 +41,7 @@ VERSION = 2                  # 2: integrity header in the user block; 1: checksu
 HEADER_SIZE = 512            # HDF5's smallest user block
 MAGIC = b"minidl-checkpoint\n"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-LAYERS = {cls.__name__: cls for cls in (Dense, ReLU, Sigmoid, Tanh, Dropout)}
+LAYERS = BUILT_IN_LAYERS
 
 
 def _path(path, name="path"):

@@ -277,3 +277,8 @@ class Dropout(Layer):
 
     def get_config(self):
         return {"rate": self.rate}
+
+
+# minidl's own layers by class name: what a checkpoint may name without custom_layers, and the layers whose
+# declarations and outputs the contract checks trust (see minidl.contract).
+BUILT_IN_LAYERS = {cls.__name__: cls for cls in (Dense, ReLU, Sigmoid, Tanh, Dropout)}

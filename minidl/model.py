@@ -1,6 +1,7 @@
 """Sequential: layers applied in order, with a loss, a seed and a dtype."""
 import numpy as np
 
+from . import contract
 from .errors import InputError, InputTypeError, NonFiniteError
 from .layers import Dense, Dropout, Layer, Sigmoid
 from .losses import BinaryCrossEntropy
@@ -40,6 +41,7 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise InputTypeError(f"layers[{i}] must be a minidl Layer; received {type(layer).__name__}")
+            contract.check_setup(layer, f"layers[{i}] ({type(layer).__name__})")
         if loss is None:
             loss = BinaryCrossEntropy()
         if not isinstance(loss, BinaryCrossEntropy):
@@ -77,7 +79,7 @@ class Sequential:
             if isinstance(layer, Dense):
                 if width is not None and layer.n_in != width:
                     raise InputError(f"layers[{i}] is {layer!r} with n_in={layer.n_in}, but the layer "
-                                     f"before it outputs width {width}")
+                                     f"before it outputs width {width}{self._width_hint(i)}")
                 width = layer.n_in if width is None else width
             widths.append(None if width is None else layer.output_width(width))
             width = widths[-1]
@@ -93,6 +95,16 @@ class Sequential:
                              f"probabilities, and the loss is computed from the Sigmoid's input; received "
                              f"{self.layers[-1]!r}. Append mdl.Sigmoid() to the layers")
         return n_features, widths
+
+    def _width_hint(self, i):
+        """Layers of the user's before layers[i] that take the default output_width (width unchanged)."""
+        start = max((j for j in range(i) if isinstance(self.layers[j], Dense)), default=-1) + 1
+        silent = [f"layers[{j}] ({type(layer).__name__})" for j, layer in enumerate(self.layers[start:i], start)
+                  if type(layer).output_width is Layer.output_width and not contract.is_built_in(layer)]
+        if not silent:
+            return ""
+        return (f" (as the layers declare: {', '.join(silent)} does not define output_width, so it is taken to "
+                f"keep the width; a layer that changes the width must define output_width(self, n_in))")
 
     # ----------------------------------------------------------------------- modes
     def train(self):
@@ -128,10 +140,14 @@ class Sequential:
         return self.layers[:-1] if self.logit_head else self.layers
 
     def _run(self, A, layers, training, check_finite=False):
-        for layer in layers:
-            A = layer.forward(A, training)
+        """``layers`` (a prefix of self.layers) applied to ``A``; a user's layer is held to the contract."""
+        for i, layer in enumerate(layers):
+            out = layer.forward(A, training)
+            if not contract.is_built_in(layer):
+                contract.check_forward(layer, A, out, contract.describe(layer, i), self.widths[i])
+            A = out
             if check_finite:
-                _require_finite(A, f"the output of layer {self.layers.index(layer)} ({layer!r})")
+                _require_finite(A, f"the output of layer {i} ({layer!r})")
         return A
 
     def forward(self, X, training=None):
@@ -185,10 +201,17 @@ class Sequential:
             self.layers[-1].forward(out, training)
         cost = self._objective(out, Y)
         dA = self.loss.dout(out, Y, self.logit_head)
-        for layer in reversed(self.body):
-            dA = layer.backward(dA)
+        for i in reversed(range(len(self.body))):
+            layer = self.body[i]
+            if contract.is_built_in(layer):
+                dA = layer.backward(dA)
+            else:             # a gradient left over from the last call must not stand in for a missing one
+                layer.grads.clear()
+                dA = layer.backward(dA)
+                contract.check_backward(layer, dA, (m, self.widths[i - 1] if i else self.n_features),
+                                        contract.describe(layer, i))
             if check_finite and dA is not None:
-                where = f"layer {self.layers.index(layer)} ({layer!r})"
+                where = f"layer {i} ({layer!r})"
                 _require_finite(dA, f"the gradient flowing out of {where}")
                 for name, grad in layer.grads.items():
                     _require_finite(grad, f"d{name} of {where}")

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import contract
 from ..errors import InputError, InputTypeError
 from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
@@ -168,7 +169,8 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                                        passed, jumps=jumps, crosses=lambda t: ev.crosses_kink(t, names))
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
-                             layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check)
+                             layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check,
+                             declarations=ev.notes)
     report.diagnosis, report.isolation = diagnose_model(ev, report, grads is not None, seed)
     return report
 
@@ -276,6 +278,9 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
     """
     if not isinstance(layer, Layer):
         raise InputTypeError(f"layer must be a minidl Layer; received {type(layer).__name__}")
+    where = contract.describe(layer)
+    contract.check_setup(layer, where)
+    contract.check_params(layer, where)
     low = _is_low_precision(X) or any(_is_low_precision(v) for v in layer.params.values())
     X = check_array(X, "X", ndim=2, n_columns=layer.n_in if isinstance(layer, Dense) else None)
     epsilon = check_float(epsilon, "epsilon", low=0.0, high=1.0, low_inclusive=False)
@@ -286,15 +291,19 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
         layer.fixed_mask = rng.random(X.shape) >= layer.rate
     X = X.copy()
     out = layer.forward(X.copy(), training)
+    contract.check_forward(layer, X, out, where)
     R = rng.standard_normal(out.shape)
-    dX = layer.backward(R)
+    layer.grads.clear()
+    dX = layer.backward(R.copy())
+    contract.check_backward(layer, dX, X.shape, where)
+    shortcuts = contract.probe(layer, X, out, training, where, structure=False)   # only kink_pattern is used here
     own = {"X": np.array(dX, dtype=np.float64), **{name: np.array(layer.grads[name], dtype=np.float64)
                                                    for name in layer.params}}
     if low:
         delta = np.abs(X.astype(np.float32) - X) / UNIT_ROUNDOFF_32
         dX_mag, param_mags = backward_magnitudes(layer, X, delta, np.abs(R), training)
         magnitudes = {"X": dX_mag, **param_mags}
-    base_pattern = layer.kink_pattern(X)
+    base_pattern = layer.kink_pattern(X) if shortcuts.kinks else None
     # J sums R * out: each term rounds by u of what it sums (|X| |W| + |b| for a Dense).
     magnitude = (np.abs(X) @ np.abs(layer.params["W"]) + np.abs(layer.params["b"])
                  if isinstance(layer, Dense) else np.abs(out))
@@ -331,7 +340,8 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
         if training and isinstance(layer, Dropout):
             layer32.fixed_mask = layer.fixed_mask
         dtype_check = layer_dtype_check(layer32, X, R, training, own, magnitudes)
-    report = GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check)
+    report = GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check,
+                             declarations=shortcuts.notes)
     if not report.passed:
         context = {"X": X, "upstream": R, "dropout": isinstance(layer, Dropout),
                    "keep_prob": layer.keep_prob if isinstance(layer, Dropout) else None,

@@ -82,14 +82,14 @@ def _exact(name, A, N, magnitude):
     return Quantity(name, A, N, np.abs(A - N) > bar)
 
 
-def _positionwise(name, layer, X, dA, analytic, training):
+def _positionwise(name, layer, X, dA, analytic, training, kinks=True):
     """dX of a layer whose output [r, c] depends on X[r, c] alone: every coordinate in a few forwards.
 
     Moving X[r, c] by h changes J_k by ``dA[r, c] (f(X + h)[r, c] - f(X)[r, c])``, so shifting the
     whole array at once gives every coordinate's change; the shared confirmation does the rest.
     """
     base = layer.forward(X.copy(), training)
-    pattern = layer.kink_pattern(X)
+    pattern = layer.kink_pattern(X) if kinks else None
     scale = 1 + np.abs(X)        # steps relative to each entry's size
 
     def evaluate(h):
@@ -181,7 +181,7 @@ def isolate(ev, seed=0):
         layer.forward(A.copy(), training)
         dX = layer.backward(upstream)
         grads = {name: np.array(layer.grads[name], dtype=float) for name in layer.params}
-        quantities = _layer_quantities(layer, A, upstream, dX, grads, training, rng)
+        quantities = _layer_quantities(layer, A, upstream, dX, grads, training, rng, ev.shortcuts[k])
         index = net.layers.index(layer)
         checked.append((f"layer {index} ({type(layer).__name__}) backward", index, quantities, upstream))
         if dX is None:
@@ -205,8 +205,11 @@ class _FunctionLayer:
         return None
 
 
-def _layer_quantities(layer, A, upstream, dX, grads, training, rng):
-    """The outputs of ``layer.backward(upstream)`` at input ``A``, each against its numeric value."""
+def _layer_quantities(layer, A, upstream, dX, grads, training, rng, shortcuts):
+    """The outputs of ``layer.backward(upstream)`` at input ``A``, each against its numeric value.
+
+    ``shortcuts`` (:class:`minidl.contract.Shortcuts`) says whether the layer is elementwise and its
+    kink pattern usable, as probed on the data of the check."""
     quantities = []
     if isinstance(layer, Dense) and type(layer).forward is Dense.forward:
         # minidl's own affine forward: its central differences are these sums, exact up to rounding
@@ -216,10 +219,10 @@ def _layer_quantities(layer, A, upstream, dX, grads, training, rng):
         quantities.append(_exact("W", grads["W"], A.T @ upstream, np.abs(A).T @ np.abs(upstream)))
         quantities.append(_exact("b", grads["b"], upstream.sum(axis=0), np.abs(upstream).sum(axis=0)))
         return quantities
-    positionwise = layer.elementwise or isinstance(layer, Dropout)
+    positionwise = shortcuts.elementwise or isinstance(layer, Dropout)
     if dX is not None:
         if positionwise and np.shape(dX) == A.shape:
-            quantities.append(_positionwise("dX", layer, A, upstream, dX, training))
+            quantities.append(_positionwise("dX", layer, A, upstream, dX, training, shortcuts.kinks))
         else:
             X = A.copy()
             quantities.append(_sampled("dX", X, lambda: float(np.sum(upstream * layer.forward(X.copy(), training))),

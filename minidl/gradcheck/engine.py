@@ -37,11 +37,12 @@ import copy
 import numpy as np
 from scipy.special import expit
 
-from ..layers import Dense, Dropout, ReLU, Sigmoid, Tanh
+from .. import contract
+from ..layers import BUILT_IN_LAYERS, Dense, Dropout, ReLU, Sigmoid, Tanh
 from ..losses import BinaryCrossEntropy
 
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
-_OWN_LAYERS = (Dense, ReLU, Sigmoid, Tanh, Dropout)      # never write into their input
+_OWN_LAYERS = tuple(BUILT_IN_LAYERS.values())      # never write into their input
 BLOCK = 1 << 18           # values per block of the affine path (2 MB: stays in cache)
 STACK_BYTES = 64 << 20    # stacked activations per chunk of the exact paths
 JACOBIAN_VALUES = 1 << 22  # largest Jacobian of one example's unit against the later units (32 MB)
@@ -134,16 +135,27 @@ class Evaluator:
         self.body = net.body
         # acts[k] is the input of body[k]; acts[-1] what the loss sees.
         self.acts = [self.X]
-        for layer in self.body:
-            self.acts.append(_frozen(_call(layer, self.acts[-1], frozen)))
-        self.patterns = [layer.kink_pattern(A) for layer, A in zip(self.body, self.acts)]
+        for k, layer in enumerate(self.body):
+            out = _call(layer, self.acts[-1], frozen)
+            if not contract.is_built_in(layer):
+                contract.check_forward(layer, self.acts[-1], out, contract.describe(layer, k), net.widths[k])
+            self.acts.append(_frozen(out))
+        # What each layer declares (elementwise, rowwise, kink_pattern), as far as the data bears it out:
+        # a shortcut taken on a false declaration would share the false assumption of a wrong backward.
+        self.shortcuts = [contract.probe(layer, self.acts[k], self.acts[k + 1], frozen, contract.describe(layer, k))
+                          for k, layer in enumerate(self.body)]
+        self.notes = [note for shortcut in self.shortcuts for note in shortcut.notes]
+        self.elementwise = [s.elementwise for s in self.shortcuts]
+        self.rowwise = [s.rowwise for s in self.shortcuts]
+        self.patterns = [layer.kink_pattern(A) if s.kinks else None
+                         for layer, A, s in zip(self.body, self.acts, self.shortcuts)]
         # Column j of an activation is row j of its transpose: contiguous to gather.
         self.actsT = [_frozen(np.ascontiguousarray(A.T)) for A in self.acts]
         self.patternsT = [None if P is None else np.ascontiguousarray(P.T) for P in self.patterns]
         # Per example, how close a layer's input comes to 0 (where ReLU's kink is).
         self.margins = [np.abs(A).min(axis=1, initial=np.inf) for A in self.acts]
         self.base_losses = net.loss.losses(self.acts[-1], Y, net.logit_head)[:, 0]
-        self.rowwise_from = [all(layer.rowwise for layer in self.body[k:]) for k in range(len(self.body) + 1)]
+        self.rowwise_from = [all(self.rowwise[k:]) for k in range(len(self.body) + 1)]
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
         self._tables = {}          # layer -> distinct input values per example (exact_columns), built when asked
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
@@ -325,7 +337,7 @@ class Evaluator:
     def stack_width(self, k, layer):
         """The widest activation the perturbations of body[k]'s parameters are stacked in."""
         k2 = k + 1
-        while _is_plain_dense(layer) and k2 < len(self.body) and self.body[k2].elementwise:
+        while _is_plain_dense(layer) and k2 < len(self.body) and self.elementwise[k2]:
             k2 += 1       # Dense: one column travels alone through elementwise layers
         if _is_plain_dense(layer) and k2 < len(self.body) and _is_plain_dense(self.body[k2]):
             k2 += 1       # ... and enters the next Dense as a rank-one update
@@ -490,7 +502,7 @@ class Evaluator:
         col = base + col
         kink = np.zeros(col.shape, dtype=bool)
         k2 = k + 1
-        while k2 < len(self.body) and self.body[k2].elementwise:
+        while k2 < len(self.body) and self.elementwise[k2]:
             layer = self.body[k2]
             if self.patterns[k2] is not None:
                 kink |= layer.kink_pattern(col) != pick(self.patternsT[k2])
@@ -588,8 +600,12 @@ class Evaluator:
             layer = self.body[k]
             if self.patterns[k] is not None and not (bound is not None and type(layer) is ReLU
                                                      and 2 * bound < self.margins[k][rows].min(initial=np.inf)):
-                kink |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
-            if layer.rowwise:
+                if self.rowwise[k]:
+                    kink |= (layer.kink_pattern(A) != self.patterns[k][rows]).any(axis=1)
+                else:
+                    kink |= np.concatenate([layer.kink_pattern(A[b:b + m]) != self.patterns[k]
+                                            for b in range(0, len(rows), m)]).any(axis=1)
+            if self.rowwise[k]:
                 A = _call(layer, A, self.training)
             else:   # mixes examples (or a frozen dropout mask): one perturbed copy at a time
                 A = np.concatenate([_call(layer, A[b:b + m], self.training) for b in range(0, len(rows), m)])

@@ -42,11 +42,16 @@ class GradCheckReport:
         (``finding.message``). See :mod:`minidl.gradcheck.diagnose`.
     isolation : str or None
         For a failed model check: which functions are wrong and that every other one is right.
+    declarations : list of str
+        What a user's layer declares (``elementwise``, ``rowwise``, ``kink_pattern``) and the data of the
+        check contradicted, each with what the check did instead (see :mod:`minidl.contract`).
     epsilon, rtol : float
     """
 
-    def __init__(self, groups, epsilon, scipy_info=None, title="model", layer_names=None, dtype_check=None):
+    def __init__(self, groups, epsilon, scipy_info=None, title="model", layer_names=None, dtype_check=None,
+                 declarations=()):
         self.groups = groups
+        self.declarations = list(declarations)
         self.layer_names = layer_names
         self.epsilon = epsilon
         self.rtol = RTOL
@@ -199,6 +204,7 @@ class GradCheckReport:
         status = "PASSED" if self.passed else "FAILED"
         out = [f"Gradient check of {self.title}: {status}   difference {self.difference:.2e} "
                f"({self.verdict()}) over {self.n_checked:,} coordinates, epsilon {self.epsilon:g}, float64"]
+        out += [f"declaration: {note}" for note in self.declarations]
         if self.isolation or self.diagnosis:
             out.append("diagnosis:")
             if self.isolation:
