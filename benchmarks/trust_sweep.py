@@ -175,8 +175,47 @@ def inplace_layers(rng, first):
     return _net(first, _widths(rng, 5, depth=2), [InplaceReLU], rng, l2=rng.choice([0, 0.5])), X, _labels(rng, 8), {}
 
 
+class CenterBatch(mdl.Layer):
+    """Correct, but mixes examples while declaring the README LeakyReLU's ``elementwise = rowwise = True``."""
+    elementwise = rowwise = True
+
+    def forward(self, X, training=False):
+        return X - X.mean(axis=0)
+
+    def backward(self, dA):
+        return dA - dA.mean(axis=0)
+
+
+class PerUnit(mdl.Layer):
+    """Correct, ``A = X * g`` with one g per unit, declared elementwise (it is only rowwise)."""
+    elementwise = rowwise = True
+
+    def __init__(self, n=1):
+        super().__init__()
+        self.params["g"] = np.linspace(0.5, 2.0, n)
+
+    def forward(self, X, training=False):
+        self.X = X
+        return X * self.params["g"]
+
+    def backward(self, dA):
+        self.grads["g"] = (dA * self.X).sum(axis=0)
+        return dA * self.params["g"]
+
+
+def lying_layers(rng, first):
+    """A user layer whose declarations are false (it mixes examples, or has per-unit parameters) after the
+    first activation: the checker must find out on the data instead of trusting them."""
+    X = rng.standard_normal((8, 5))
+    w1, w2 = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+    lying = CenterBatch() if rng.random() < 0.5 else PerUnit(w1)
+    layers = [first(5, w1), _smooth(rng)[0](), lying, mdl.Dense(w1, w2), mdl.Tanh(), mdl.Dense(w2, 1), mdl.Sigmoid()]
+    model = mdl.Sequential(layers, loss=mdl.BinaryCrossEntropy(rng.choice([0, 0.3])), seed=int(rng.integers(10 ** 6)))
+    return model, X, _labels(rng, 8), {}
+
+
 FAMILIES = [saturated, huge_l2, one_example, float32, many_kinks, tiny_gradients, frozen_dropout, raw_pixels,
-            large_cancelling, confident, sigmoid_subclass, epsilons, large_steps, inplace_layers]
+            large_cancelling, confident, sigmoid_subclass, epsilons, large_steps, inplace_layers, lying_layers]
 
 
 def check(family, seed, first=mdl.Dense):

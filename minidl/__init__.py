@@ -18,7 +18,7 @@ from .model import Sequential
 from .optim import SGD, Adam, Momentum, Optimizer
 from .training import Trainer
 
-from . import course  # noqa: E402  (after the names it builds on)
+from . import course, testing  # noqa: E402  (after the names they build on)
 
 __version__ = "0.1.0"
 
@@ -26,4 +26,5 @@ __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Dropout", "BinaryCrossE
            "SGD", "Momentum", "Adam", "Optimizer", "Trainer", "GradCheckReport", "gradcheck",
            "gradcheck_layer", "check_gradient", "save", "load", "load_checkpoint", "datasets",
            "GradientCheckError", "InputError", "InputTypeError", "DataFileError", "MissingDataFileError",
-           "CheckpointError", "NonFiniteError", "LayerContractError", "course"]
+           "CheckpointError", "NonFiniteError", "LayerContractError", "course",
+           "testing"]

@@ -120,13 +120,18 @@ class Shortcuts:
     """What the gradient checker may rely on for one layer, after probing its declarations.
 
     ``elementwise`` and ``rowwise`` as declared unless the data contradicts them; ``kinks`` False when
-    ``kink_pattern`` cannot be trusted (then the layer is checked as if it had none); ``notes`` says
-    what was contradicted and what the check does instead.
+    ``kink_pattern`` cannot be trusted (then the layer is checked as if it had none); ``contradictions``
+    says what the data contradicted, ``notes`` the same with what the check does instead.
     """
     elementwise: bool
     rowwise: bool
     kinks: bool = True
+    contradictions: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+
+    def contradict(self, sentence, instead):
+        self.contradictions.append(sentence)
+        self.notes.append(f"{sentence}: {instead}")
 
 
 def probe(layer, X, A, training, where, structure=True):
@@ -159,21 +164,21 @@ def probe(layer, X, A, training, where, structure=True):
             reason = None
         if reason:
             shortcuts.kinks, pattern = False, None
-            shortcuts.notes.append(f"{where}.kink_pattern {reason}: checked as if the layer had no kinks")
+            shortcuts.contradict(f"{where}.kink_pattern {reason}", "checked as if the layer had no kinks")
     if structure and shortcuts.rowwise:
         reason = _rowwise_contradiction(forward, X, A) or (
             pattern is not None and _rowwise_contradiction(layer.kink_pattern, X, pattern, "kink_pattern"))
         if reason:
             shortcuts.rowwise = False
-            shortcuts.notes.append(f"{where} declares rowwise = True, but {reason}: checked without that "
-                                   f"shortcut (one copy of the batch at a time)")
+            shortcuts.contradict(f"{where} declares rowwise = True, but {reason}",
+                                 "checked without that shortcut (one copy of the batch at a time)")
     if structure and shortcuts.elementwise:
         reason = _elementwise_contradiction(forward, X, A) or (
             pattern is not None and _elementwise_contradiction(layer.kink_pattern, X, pattern, "kink_pattern"))
         if reason:
             shortcuts.elementwise = False
-            shortcuts.notes.append(f"{where} declares elementwise = True, but {reason}: checked without that "
-                                   f"shortcut (whole rows through its forward)")
+            shortcuts.contradict(f"{where} declares elementwise = True, but {reason}",
+                                 "checked without that shortcut (whole rows through its forward)")
     return shortcuts
 
 

@@ -18,7 +18,14 @@ class Layer:
     ``forward`` and ``backward``. ``backward`` must fill ``self.grads`` with arrays of the
     same keys and shapes as ``self.params``. Layers without parameters leave both empty.
 
-    Optional hooks, all with safe defaults:
+    The contract (checked with the layer named, :class:`~minidl.errors.LayerContractError`, wherever
+    a model runs a layer that is not one of minidl's own): ``forward`` returns a float array of shape
+    ``(m, output_width(n_in))``; ``backward`` returns dX of the input's shape and stores one gradient
+    of each parameter's exact shape. :func:`minidl.testing.check_layer` runs all of it on one layer.
+
+    Optional hooks, all with safe defaults. The declarations (``elementwise``, ``rowwise``,
+    ``kink_pattern``) are probed on the data of every gradient check before the checker relies on
+    them; one the data contradicts is dropped and named in ``report.declarations``:
 
     ``kink_pattern(X)``
         For layers with non-differentiable points (ReLU at 0, abs, LeakyReLU): return an

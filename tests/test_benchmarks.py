@@ -24,3 +24,8 @@ def test_gradcheck_speed_quick():
 def test_train_speed_runs():
     out = run("train_speed.py", "--repeats", "3")
     assert "cat 12288-20-7-5-1, m=209" in out and "XOR 2-4-1, m=4" in out
+
+
+def test_probe_cost_runs():
+    out = run("probe_cost.py", "--repeats", "1")
+    assert "12288-20-7-5-1, m=8" in out and "one probe of a LeakyReLU on (209, 20)" in out

@@ -85,6 +85,9 @@ class Scale(mdl.Layer):
             return None
         return dX.T.copy() if self.mistake == "dX transposed" else dX
 
+    def get_config(self):
+        return {"n": self.params["g"].size}
+
 
 class FirstTwo(mdl.Layer):
     """Keeps the first two units, and forgets to say so with output_width."""
@@ -283,3 +286,69 @@ def test_a_regularized_name_that_is_no_parameter_is_named():
 
 def test_the_contract_error_is_a_value_error():
     assert issubclass(mdl.LayerContractError, mdl.InputError) and issubclass(mdl.LayerContractError, ValueError)
+
+
+class PerUnit(mdl.Layer):
+    """``A = X * g``, one g per unit, declared elementwise (it is only rowwise)."""
+    elementwise = rowwise = True
+
+    def __init__(self, n=5, right=True):
+        super().__init__()
+        self.params["g"] = np.linspace(0.5, 2.0, n)
+        self.right = right
+
+    def forward(self, X, training=False):
+        self.X = X
+        return X * self.params["g"]
+
+    def backward(self, dA):
+        self.grads["g"] = (dA * self.X).sum(axis=0)
+        return dA * self.params["g"] if self.right else dA
+
+
+class PerBatch(mdl.Layer):
+    """``A = X / m``: depends on the batch size, declared rowwise and elementwise."""
+    elementwise = rowwise = True
+
+    def __init__(self, right=True):
+        super().__init__()
+        self.right = right
+
+    def forward(self, X, training=False):
+        return X / len(X)
+
+    def backward(self, dA):
+        return dA / len(dA) if self.right else dA
+
+
+class CenterRowsWrong(CenterRows):
+    def backward(self, dA):
+        return dA
+
+
+LYING = {"CenterBatch": (CenterBatch, lambda: CenterBatch(right=False)),
+         "CenterRows": (CenterRows, CenterRowsWrong),
+         "PerUnit": (PerUnit, lambda: PerUnit(right=False)),
+         "PerBatch": (PerBatch, lambda: PerBatch(right=False))}
+
+
+def test_a_sweep_of_lying_layers_gives_no_false_pass_and_no_false_alarm():
+    """Random networks around each lying layer, correct and with the backward mistake its lie would hide."""
+    tried, false_alarms, misses = 0, [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        X_ = rng.standard_normal((int(rng.integers(1, 12)), 3)) * rng.choice([0.3, 1, 3])
+        Y_ = rng.integers(0, 2, len(X_))
+        act = [mdl.Tanh, mdl.Sigmoid, mdl.ReLU][seed % 3]
+        for name, (right, wrong) in LYING.items():
+            for make, correct in ((right, True), (wrong, False)):
+                model = mdl.Sequential([mdl.Dense(3, 5), act(), make(), mdl.Dense(5, 1), mdl.Sigmoid()],
+                                       loss=mdl.BinaryCrossEntropy(float(rng.choice([0, 0.3]))), seed=seed)
+                passed = model.gradcheck(X_, Y_, scipy_check=False).passed
+                tried += 1
+                if correct and not passed:
+                    false_alarms.append((name, seed))
+                if not correct and passed and not (name == "PerBatch" and len(X_) == 1):   # X / 1: no mistake
+                    misses.append((name, seed))
+    print(f"lying layers: {tried} networks, {len(false_alarms)} false alarms, {len(misses)} misses")
+    assert (false_alarms, misses) == ([], []), (false_alarms, misses)

@@ -196,11 +196,3 @@ def test_evaluate_gives_cost_and_accuracy():
 def test_an_open_interval_is_printed_as_one():
     with pytest.raises(mdl.InputError, match=r"lr must be a finite number in \(0, inf\); received lr=-1.0"):
         mdl.Adam(lr=-1)
-
-
-def test_the_readme_layer_snippet_runs_as_written(tmp_path, monkeypatch):
-    text = open(os.path.join(ROOT, "README.md")).read()
-    snippet = text.split("## Writing your own layer")[1].split("```python")[1].split("```")[0]
-    monkeypatch.chdir(tmp_path)
-    exec(compile("import numpy as np\nimport minidl as mdl\n" + snippet, "README.md", "exec"), {})
-    assert (tmp_path / "model.h5").exists()

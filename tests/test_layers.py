@@ -151,7 +151,7 @@ def test_dropout_rejects_non_numeric_rate():
 
 
 class LeakyReLU(mdl.Layer):
-    """The README's custom layer."""
+    """A user-written layer without parameters."""
     elementwise = rowwise = True
 
     def __init__(self, alpha=0.01):
