@@ -1,6 +1,8 @@
 """The entry points: a whole model, one layer, any function. Each collects central differences
 at epsilon, then hands every parameter to the shared verdict (:func:`noise.judge`)."""
+import contextlib
 import copy
+import numbers
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -11,7 +13,7 @@ from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
-from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each
+from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each, row_steps
 from .noise import K_NOISE, SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, SPOT_CHECK, _top, judge, scipy_cross_check
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
@@ -133,10 +135,14 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     groups = []
     for name, k_body, layer, pname, array, flat in plan:
         every = flat.size == array.size
+        rows = row_steps(ev.acts[k_body], epsilon) if pname == "W" and _is_plain_dense(layer) else None
+        step = None if rows is None else np.repeat(rows, array.shape[-1])[flat]     # per coordinate
         if every:                         # every coordinate, in the parameter's own order
-            fp, fm, kink = ev.central_all(k_body, layer, pname, array, epsilon, method, chunk_size, bar.update)
+            fp, fm, kink = ev.central_all(k_body, layer, pname, array, epsilon if rows is None else rows, method,
+                                          chunk_size, bar.update)
         else:
-            fp, fm, kink = ev.central(k_body, layer, pname, array, flat, epsilon, method, chunk_size, bar.update)
+            fp, fm, kink = ev.central(k_body, layer, pname, array, flat, epsilon if step is None else step, method,
+                                      chunk_size, bar.update)
         recomputed = method == "loop" or not _is_plain_dense(layer)
         if (k_body, recomputed) not in sigmas:
             sigmas[k_body, recomputed] = ev.noise(k_body, recomputed)
@@ -147,7 +153,8 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                        fp, fm, kink, ev.penalty_slope(layer, pname, array, None if every else flat),
                        sigmas[k_body, recomputed],
                        np.asarray(allowance[name]).ravel()[flat] if np.ndim(allowance[name]) else 0.0)
-
+        if step is not None:
+            group["step"] = step
         def evaluate(positions, h, k_body=k_body, layer=layer, pname=pname, array=array, flat=flat):
             return ev.central(k_body, layer, pname, array, flat[positions], h, method)
 
@@ -197,7 +204,7 @@ def _curvature(groups, sizes, epsilon):
     """A bound on ``|d2J/dtheta_i^2|`` per coordinate, from the second differences at epsilon."""
     parts = []
     for grp, size in zip(groups, sizes):
-        bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * grp["sigma"]) / epsilon ** 2
+        bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * grp["sigma"]) / grp.get("step", epsilon) ** 2
         full = np.full(size, bound.max(initial=0.0))
         full[grp["index"]] = bound
         parts.append(full)
@@ -220,7 +227,8 @@ def _scipy_jumps(ev, plan, groups, epsilon, method):
             fp, fm, kink = ev.central(k_body, layer, pname, array, flat[tried], SCIPY_STEP, method)
             crossed = tried[kink]
             at_h = np.abs(fp[kink] + fm[kink]) / SCIPY_STEP
-            at_eps = np.abs(grp["fp"][crossed] + grp["fm"][crossed]) / epsilon
+            step = grp.get("step")
+            at_eps = np.abs(grp["fp"][crossed] + grp["fm"][crossed]) / (epsilon if step is None else step[crossed])
             jumps[flat[crossed]] = 2 * np.maximum(at_h, at_eps)
         parts.append(jumps)
     return np.concatenate(parts)
@@ -343,7 +351,7 @@ def gradcheck_layer(layer, X, epsilon=1e-7, seed=0, dropout="off"):
     report = GradCheckReport(groups, epsilon, title=repr(layer), dtype_check=dtype_check,
                              declarations=shortcuts.notes)
     if not report.passed:
-        context = {"X": X, "upstream": R, "dropout": isinstance(layer, Dropout),
+        context = {"X": X, "upstream": R, "m": X.shape[0], "dropout": isinstance(layer, Dropout),
                    "keep_prob": layer.keep_prob if isinstance(layer, Dropout) else None,
                    "W_layer": layer.params.get("W") if isinstance(layer, Dense) else None}
         report.diagnosis = diagnose_groups(groups, f"{layer!r} backward", context)
@@ -421,12 +429,16 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
         (lambda: arrays[0].copy())
     roundoff = [UNIT_ROUNDOFF]
 
-    def value():
-        v = J(rebuild())
+    def value(at_theta=False):
+        """J at the current arrays; a non-finite value away from theta is a step to avoid (NaN), not an error."""
+        with np.errstate(all="ignore") if not at_theta else contextlib.nullcontext():
+            v = J(rebuild())
         if isinstance(v, np.ndarray) and v.size == 1:
             v = v.reshape(())[()]
         if isinstance(v, np.floating):
             roundoff[0] = max(roundoff[0], float(np.finfo(v.dtype).eps) / 2)
+        if not at_theta and isinstance(v, numbers.Real) and not isinstance(v, bool) and not np.isfinite(v):
+            return float("nan")
         return check_float(v, "J(theta)")
 
     gradient = dJ(rebuild())
@@ -438,8 +450,11 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
         if g.shape != array.shape:
             what = "theta's" if not structured else f"theta{_access(paths[leaves.index((name, array))])}'s"
             raise InputError(f"dJ(theta) must have {what} shape {array.shape}; received shape {g.shape}")
-    J0 = value()
+    J0 = value(at_theta=True)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x4A,)))
+    # J is a black box: its own noise (a float32 computation behind a Python float, inputs quantized) is
+    # measured from its values along a direction that moves every coordinate by epsilon, as the check does.
+    sigma = max(roundoff[0] * abs(J0), _measured_noise(arrays, value, J0, epsilon, rng))
     plan = [_choose_coords(array.size, coords, k, rng) for array in arrays]
     total = sum(flat.size for flat in plan)
     show = progress if progress is not None else (total > 2000 and None)
@@ -456,8 +471,7 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
         evaluate = evaluator(array)
         fp, fm, kink = evaluate(flat, epsilon)
         bar.update(flat.size)
-        group = _group(name, array.shape, flat, g.ravel()[flat], fp, fm, kink, np.zeros(flat.size),
-                       roundoff[0] * abs(J0), 0.0)
+        group = _group(name, array.shape, flat, g.ravel()[flat], fp, fm, kink, np.zeros(flat.size), sigma, 0.0)
         judge(group, epsilon, lambda positions, h, evaluate=evaluate, flat=flat: evaluate(flat[positions], h),
               confirm_all=total <= CONFIRM_ALL_MAX)
         groups.append(group)
@@ -481,15 +495,35 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
         curvature = np.zeros(theta_flat.size)
         offset = 0
         for grp, size in zip(groups, sizes):
-            bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * roundoff[0] * abs(J0)) / epsilon ** 2
+            bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * sigma) / epsilon ** 2
             curvature[offset:offset + size] = bound.max(initial=0.0)
             curvature[offset + grp["index"]] = bound
             offset += size
-        scipy_info = scipy_cross_check(J_flat, g_flat, theta_flat, seed, roundoff[0] * abs(J0), curvature,
+        scipy_info = scipy_cross_check(J_flat, g_flat, theta_flat, seed, sigma, curvature,
                                        all(not grp["wrong"].any() for grp in groups))
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title="J(theta)")
     report.diagnosis = diagnose_groups(groups, "dJ") if not report.passed else []
     return report
+
+
+def _measured_noise(arrays, value, J0, epsilon, rng, points=8):
+    """Moré and Wild's estimate of a function's noise: the spread of the fourth differences of J at
+    ``theta + i epsilon d`` (``d`` random signs on every coordinate, i = 0..points-1); 0 when too few are finite."""
+    direction = [rng.choice([-1.0, 1.0], size=a.shape) for a in arrays]
+    saved = [a.copy() for a in arrays]
+    values = [J0]
+    try:
+        for i in range(1, points):
+            for a, old, d in zip(arrays, saved, direction):
+                np.add(old, i * epsilon * d, out=a)
+            values.append(value())
+    finally:
+        for a, old in zip(arrays, saved):
+            a[...] = old
+    values = np.array(values)
+    fourth = values[4:] - 4 * values[3:-1] + 6 * values[2:-2] - 4 * values[1:-3] + values[:-4]
+    fourth = fourth[np.isfinite(fourth)]
+    return float(np.sqrt(np.mean(fourth ** 2) / 70)) if fourth.size else 0.0
 
 
 def _leaves(obj, path=()):

@@ -178,12 +178,20 @@ def isolate(ev, seed=0):
     for k in reversed(range(len(ev.body))):
         layer, A = ev.body[k], ev.acts[k]
         upstream = dA
-        layer.forward(A.copy(), training)
-        dX = layer.backward(upstream)
+        given = A.copy()
+        layer.forward(given, training)
+        cached, sent = given.copy(), upstream.copy()     # the backward's own copies: it may write into them
+        dX = layer.backward(sent)
+        writes = [what for what, before, after in (("its upstream gradient dA", upstream, sent),
+                                                   ("its cached input X", cached, given))
+                  if not np.array_equal(before, after, equal_nan=True)]
         grads = {name: np.array(layer.grads[name], dtype=float) for name in layer.params}
         quantities = _layer_quantities(layer, A, upstream, dX, grads, training, rng, ev.shortcuts[k])
         index = net.layers.index(layer)
-        checked.append((f"layer {index} ({type(layer).__name__}) backward", index, quantities, upstream))
+        function = f"layer {index} ({type(layer).__name__}) backward"
+        if writes and any(np.any(q.wrong) for q in quantities):
+            quantities.append(InPlace(" and ".join(writes)))
+        checked.append((function, index, quantities, upstream))
         if dX is None:
             break
         dA = dX
@@ -234,10 +242,21 @@ def _layer_quantities(layer, A, upstream, dX, grads, training, rng, shortcuts):
     return quantities
 
 
+class InPlace:
+    """A backward that wrote into an array it was given: a finding of its own, beside the wrong quantities."""
+
+    def __init__(self, what):
+        self.name, self.what, self.wrong = "in place", what, np.ones(1, dtype=bool)
+
+
 # ------------------------------------------------------------------ classification
 def classify(quantity, function, layer_index=None, context=None):
     """Name the mistake in a wrong quantity when one kind fits; returns a :class:`Finding`."""
     context = context or {}
+    if isinstance(quantity, InPlace):
+        return Finding(layer_index, function, "in place", "in place", {"wrote": quantity.what},
+                       f"{function} writes into {quantity.what} in place (e.g. dX = dA; dX *= s): whatever it "
+                       f"computes after that reads the changed values; work on a copy")
     A, N, wrong = quantity.analytic, quantity.numeric, quantity.wrong
     where = f"{function}: {quantity.name}"
     n_wrong, n = int(np.sum(wrong)), int(np.size(wrong))
@@ -249,16 +268,24 @@ def classify(quantity, function, layer_index=None, context=None):
     norm_N, norm_A = float(np.linalg.norm(N)), float(np.linalg.norm(A))
     if norm_A == 0 and norm_N > 0:
         return finding("zero", "is zero everywhere: never computed, or never stored")
+    rounded = _rounding(A, N, wrong)
+    if rounded:
+        dtype, worst = rounded
+        return finding("rounding", f"agrees with the right value rounded to {dtype} (relative errors up to "
+                       f"{worst:.1e}, {dtype}'s rounding): it was computed or stored in {dtype}, too coarse to "
+                       f"check or to train with", dtype=dtype)
     if norm_N > 0:
         c = float(np.vdot(A, N) / np.vdot(N, N))
-        if c != 0 and np.linalg.norm(A - c * N) <= FIT * max(norm_A, norm_N):
+        residual = float(np.linalg.norm(A - c * N))
+        # a factor is a finding only when it differs from 1 beyond its own error bar (the fit's residual)
+        if c != 0 and residual <= FIT * max(norm_A, norm_N) and abs(c - 1) > 10 * max(FIT, residual / norm_N):
             name = _name_factor(c, context)
             return finding("factor", f"is {name} times the right value (fitted factor {c:.6g})", factor=c, name=name)
     W, l2, m = context.get("W"), context.get("l2", 0.0), context.get("m")
     if W is not None and l2 and m and np.shape(W) == np.shape(A) and quantity.full:
         diff = A - N
         c = float(np.vdot(diff, W) / max(np.vdot(W, W), 1e-300))
-        if c != 0 and np.linalg.norm(diff - c * W) <= FIT * max(norm_A, norm_N):
+        if c != 0 and _explains(np.linalg.norm(diff - c * W), diff, max(norm_A, norm_N)):
             times = c * m / l2
             if abs(times + 1) < 1e-3:
                 text = "lacks the L2 term's gradient: g - g_num = -(l2/m) W"
@@ -270,13 +297,22 @@ def classify(quantity, function, layer_index=None, context=None):
     if quantity.full and np.ndim(A) == 2 and A.shape[0] == A.shape[1] and norm_N > 0 \
             and np.linalg.norm(A.T - N) <= FIT * norm_N:
         return finding("transposed", "is the transpose of the right matrix")
+    if quantity.full and np.ndim(A) == 2 and A.shape[0] != A.shape[1] and norm_N > 0 \
+            and np.linalg.norm(A - N.T.reshape(A.shape)) <= FIT * norm_N:
+        return finding("transposed", f"holds the transpose of the right matrix reshaped to {A.shape}: a "
+                                     f"(n_out, n_in) gradient where (n_in, n_out) belongs, or the other way")
     upstream, weights = context.get("upstream"), context.get("W_layer")
     if quantity.name == "dX" and upstream is not None and weights is not None and weights.shape[0] == weights.shape[1] \
             and np.linalg.norm(A - upstream @ weights) <= FIT * max(norm_A, 1e-300):
         return finding("untransposed W", "uses W where W.T belongs: dX = dZ @ W.T, not dZ @ W")
-    if quantity.name == "dX" and context.get("dropout") and upstream is not None \
-            and np.linalg.norm(A - upstream) <= FIT * max(norm_A, 1e-300):
-        return finding("mask not applied", "equals the incoming gradient: Dropout's backward does not apply the mask")
+    if quantity.name == "dX" and context.get("dropout") and upstream is not None:
+        if np.linalg.norm(A - upstream) <= FIT * max(norm_A, 1e-300):
+            return finding("mask not applied", "equals the incoming gradient: Dropout's backward does not apply "
+                                               "the mask")
+        keep = context.get("keep_prob")
+        if keep and np.linalg.norm(A - upstream / keep) <= FIT * max(norm_A, 1e-300):
+            return finding("mask not applied", f"equals the incoming gradient divided by keep_prob = {keep:g}: "
+                                               f"Dropout's backward rescales but does not apply the mask")
     if quantity.full and 0 < n_wrong < n:
         index = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)]
         if n_wrong == 1:
@@ -298,6 +334,35 @@ def classify(quantity, function, layer_index=None, context=None):
                 return finding("range", f"is wrong only {text} ({n_wrong} of {n} entries) and right elsewhere: the "
                                f"derivative's formula is wrong on that part of the input range", **numbers)
     return finding(None, f"is wrong ({n_wrong:,} of {n:,} checked entries); none of the known mistakes fits")
+
+
+def _explains(residual, diff, scale):
+    """A model of the discrepancy ``diff = g - g_num`` fits: what it leaves is within the fit tolerance of
+    the gradient's scale, and it accounts for nearly all of the discrepancy (not a sliver of a larger one)."""
+    return residual <= FIT * scale and residual <= 0.01 * float(np.linalg.norm(diff))
+
+
+ROUNDINGS = (("float32", 2.0 ** -24), ("float16", 2.0 ** -11))
+
+
+def _rounding(A, N, wrong):
+    """``(dtype, worst relative error)`` when A is N rounded to a lower precision: every entry of A is
+    representable in that dtype and every wrong one is within its rounding of N; None otherwise."""
+    A, N = np.asarray(A, dtype=float), np.asarray(N, dtype=float)
+    wrong = np.asarray(wrong, dtype=bool)
+    if not wrong.any():
+        return None
+    scale = float(np.max(np.abs(N), initial=0.0))
+    for dtype, u in ROUNDINGS:
+        with np.errstate(over="ignore"):
+            representable = np.array_equal(A.astype(dtype).astype(float), A)
+        if not representable:
+            continue
+        error = np.abs(A - N)[wrong]
+        bound = 2 * u * np.abs(N[wrong]) + FIT * scale         # round to nearest, and the numeric value's own error
+        if np.all(error <= bound):
+            return dtype, float(np.max(error / np.maximum(np.abs(N[wrong]), np.finfo(float).tiny)))
+    return None
 
 
 def _name_factor(c, context):
@@ -338,6 +403,8 @@ def diagnose_model(ev, report, grads_given, seed=0):
     if report.passed:
         return [], None
     net, m = ev.net, ev.m
+    if not any(grp["wrong"].any() for grp in report.groups):       # right in float64: only float32 differs
+        return _float32_findings(net, report.dtype_check)
     if grads_given:
         regularized = {f"{i}.{p}" for i, layer in enumerate(net.layers) for p in layer.regularized}
         return diagnose_gradients(report.groups, dict(net.named_parameters()), regularized, net.loss.l2, m), None
@@ -365,9 +432,32 @@ def diagnose_model(ev, report, grads_given, seed=0):
     return findings, _isolation_sentence(checked)
 
 
+def _float32_findings(net, check):
+    """Findings for a model right in float64 whose own float32 gradients differ beyond float32 rounding."""
+    findings = []
+    for name, count in check["wrong"].items():
+        if not count:
+            continue
+        index, pname = name.split(".", 1)
+        layer = net.layers[int(index)]
+        function = f"layer {index} ({type(layer).__name__}) backward"
+        coarser = check.get("rounded", {}).get(name)
+        if coarser:
+            findings.append(Finding(int(index), function, pname, "rounding", {"dtype": coarser, "wrong": count},
+                                    f"{function}: {pname} in {check['dtype']} is rounded to {coarser} ({count:,} "
+                                    f"entries on {coarser}'s grid): a {coarser} slip inside the {check['dtype']} "
+                                    f"computation"))
+        else:
+            findings.append(Finding(int(index), function, pname, None, {"wrong": count},
+                                    f"{function}: {pname} in {check['dtype']} differs from its float64 value beyond "
+                                    f"{check['dtype']} rounding in {count:,} entries (a dtype mix-up, an overflow)"))
+    names = "; ".join(f"{f.function}: {f.quantity}" for f in findings)
+    return findings, f"in float64 every function is right; in {check['dtype']}, {names} is wrong"
+
+
 def _isolation_sentence(checked):
     """``layer 3 (BadTanh) backward: dX is wrong; its parameters and every other function are right``."""
-    wrong = [(function, [q.name for q in quantities if np.any(q.wrong)],
+    wrong = [(function, [q.name for q in quantities if np.any(q.wrong) and not isinstance(q, InPlace)],
               [q.name for q in quantities if not np.any(q.wrong)]) for function, _, quantities, _ in checked]
     wrong = [w for w in wrong if w[1]]
     parts = []
@@ -409,7 +499,7 @@ def diagnose_gradients(groups, params, regularized, l2, m):
         W = np.concatenate([params[g["name"]].ravel()[g["index"]] for g in failing])
         c = float(np.vdot(diff, W) / max(np.vdot(W, W), 1e-300))
         scale = np.linalg.norm(np.concatenate([g["numeric"] for g in failing]))
-        if c != 0 and np.linalg.norm(diff - c * W) <= FIT * max(scale, 1e-300):
+        if c != 0 and _explains(np.linalg.norm(diff - c * W), diff, max(scale, 1e-300)):
             times = c * m / l2
             text = ("lack the L2 term's gradient: g - g_num = -(l2/m) W" if abs(times + 1) < 1e-3 else
                     "have the L2 term's gradient twice: g - g_num = +(l2/m) W" if abs(times - 1) < 1e-3 else
@@ -417,7 +507,14 @@ def diagnose_gradients(groups, params, regularized, l2, m):
             names = ", ".join(g["name"] for g in failing)
             return [Finding(None, "grads", names, "l2", {"factor": times},
                             f"grads: the gradients passed for every weight ({names}) {text}; every bias is right")]
+    swapped = _swapped(failing, params)
     for g in failing:
+        if g["name"] in swapped:
+            other = swapped[g["name"]]
+            findings.append(Finding(None, "grads", g["name"], "swapped", {"with": other},
+                                    f"grads: {g['name']} holds the gradient of {other}, and {other} the gradient of "
+                                    f"{g['name']}: two gradients of the same shape were exchanged"))
+            continue
         full = g["index"].size == params[g["name"]].size
         shape = params[g["name"]].shape
         A = g["analytic"].reshape(shape) if full else g["analytic"]
@@ -427,6 +524,20 @@ def diagnose_gradients(groups, params, regularized, l2, m):
         findings.append(classify(quantity, "grads", None, {"m": m, "l2": l2, "W": params[g["name"]]
                                                              if g["name"] in regularized else None}))
     return findings
+
+
+def _swapped(failing, params):
+    """``{name: other}`` for pairs of failing gradients of one shape, each matching the other's numeric value."""
+    full = [g for g in failing if g["index"].size == params[g["name"]].size]
+    pairs = {}
+    for i, a in enumerate(full):
+        for b in full[i + 1:]:
+            if a["name"] in pairs or b["name"] in pairs or params[a["name"]].shape != params[b["name"]].shape:
+                continue
+            if all(np.linalg.norm(x["analytic"] - y["numeric"]) <= FIT * max(np.linalg.norm(y["numeric"]), 1e-300)
+                   for x, y in ((a, b), (b, a))):
+                pairs[a["name"]], pairs[b["name"]] = b["name"], a["name"]
+    return pairs
 
 
 def diagnose_groups(groups, function, context=None):

@@ -63,6 +63,23 @@ def perturb_each(array, flat, h, change):
     return fp, fm
 
 
+MOVE_LIMIT = 1e3    # a step of a Dense's W moves a unit by at most this many epsilons (see row_steps)
+
+
+def row_steps(inputs, epsilon):
+    """The step of each row of a Dense's W (one per input feature), or None when epsilon suits every row.
+
+    ``W[i, j] +- h`` moves unit j of example r by ``h * inputs[r, i]``: with features of 1e6 a step of
+    1e-7 moves a unit by 0.1, and truncation, not the backward, decides the difference. Rows whose
+    largest input is beyond ``MOVE_LIMIT`` get ``h_i = epsilon * MOVE_LIMIT / max_r |inputs[r, i]|``, so
+    no unit moves by more than ``MOVE_LIMIT * epsilon``; the rest keep epsilon.
+    """
+    largest = np.abs(inputs).max(axis=0, initial=0.0)
+    if largest.max(initial=0.0) <= MOVE_LIMIT:
+        return None
+    return epsilon * (MOVE_LIMIT / np.maximum(largest, MOVE_LIMIT))
+
+
 def _loss_change(t, p):
     """``softplus(x + t) - softplus(x)`` in place, given ``p = sigmoid(x)``.
 
@@ -248,19 +265,23 @@ class Evaluator:
         A plain Dense goes in blocks of whole columns (all ``W[:, j]`` or ``b[j]`` of a few j):
         through :meth:`affine_block` when its tail is affine, else (W, rowwise tail) through
         :meth:`exact_columns`; ``chunk_size`` coordinates per block at most. Anything else through
-        :meth:`central`.
+        :meth:`central`. ``h`` is one step, or for a Dense's W one step per row (per input feature,
+        see :func:`row_steps`).
         """
         affine = k in self.affine
         if method == "loop" or (not self.closed_form_l2 and pname in layer.regularized) or not (
                 affine or (pname == "W" and _is_plain_dense(layer) and self.rowwise_from[k + 1])):
-            return self.central(k, layer, pname, array, np.arange(array.size), h, method, chunk_size, progress)
+            steps = h if np.ndim(h) == 0 else np.repeat(h, array.shape[-1])
+            return self.central(k, layer, pname, array, np.arange(array.size), steps, method, chunk_size, progress)
         inputs = self.acts[k] if pname == "W" else np.ones((self.m, 1))
+        if np.ndim(h):      # a step per input feature: each one's moves, h_i * inputs[:, i], as inputs of step 1
+            inputs, h = _frozen(inputs * h), 1.0
         n_in, n_out = inputs.shape[1], array.shape[-1]
         table = None
         if affine:      # a block's values stay in cache
             per = chunk_size or max(1, BLOCK // (2 * self.m))
         else:           # a value table (inputs that repeat) serves whole columns, unless chunk_size is smaller
-            if chunk_size is None or chunk_size >= n_in:
+            if (chunk_size is None or chunk_size >= n_in) and inputs is self.acts[k]:
                 if k not in self._tables:
                     self._tables[k] = _value_table(inputs)
                 table = self._tables[k]

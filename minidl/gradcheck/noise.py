@@ -110,9 +110,11 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     Everything but the screen itself is work over the re-evaluated positions only.
     """
     g, kink = group["analytic"], group["kink"]
-    numeric = central(group["fp"], group["fm"], epsilon, group["slope"])
+    step = group.get("step")           # a step per coordinate (scaled to the inputs it meets), or epsilon
+    h0 = epsilon if step is None else step
+    numeric = central(group["fp"], group["fm"], h0, group["slope"])
     error = np.abs(numeric)            # first the buffer of the bar's |D| term: no temporary
-    bar = screen_bar(g, error, group["sigma"], epsilon, group["allowance"], numeric_abs=True)
+    bar = screen_bar(g, error, group["sigma"], h0, group["allowance"], numeric_abs=True)
     np.subtract(g, numeric, out=error)
     np.abs(error, out=error)
     flagged = error > bar
@@ -145,13 +147,15 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     confirmed = np.zeros(g.shape, dtype=bool)
     if positions.size:
         def at_steps(hs):       # every step of every position in one call: (len(hs), n) arrays
-            out = evaluate(np.tile(positions, len(hs)), np.repeat(hs, positions.size))
+            hs = np.broadcast_to(np.asarray(hs, dtype=float).reshape(len(hs), -1), (len(hs), positions.size))
+            out = evaluate(np.tile(positions, len(hs)), hs.ravel())
             return tuple(a.reshape(len(hs), positions.size) for a in out)
 
         sigma = np.broadcast_to(np.asarray(group["sigma"], dtype=float), g.shape)
         verdict = confirm(g[positions], group["slope"][positions], sigma[positions], epsilon,
                           group["allowance"][positions],
-                          (group["fp"][positions], group["fm"][positions], kink[positions]), at_steps)
+                          (group["fp"][positions], group["fm"][positions], kink[positions]), at_steps,
+                          scale=None if step is None else step[positions] / epsilon)
         found_wrong, new_kink, numeric[positions], bar[positions] = verdict
         kink[positions] = new_kink          # a kink only where no step of the ladder avoids one
         wrong[positions] = found_wrong & ~kink[positions]
@@ -167,23 +171,25 @@ def _norm(a, keep):
     return np.linalg.norm(a if keep is None else a[keep])
 
 
-def confirm(g, slope, sigma, epsilon, allowance, base, at_steps):
+def confirm(g, slope, sigma, epsilon, allowance, base, at_steps, scale=None):
     """Re-evaluate coordinates at several steps; returns ``(wrong, kink, best estimate, its bar)``.
 
-    ``at_steps(hs)`` returns ``(fp, fm, kink)`` of shape ``(len(hs), n)``: every step in one call.
+    ``at_steps(hs)`` returns ``(fp, fm, kink)`` of shape ``(len(hs), n)``: every step in one call (``hs``
+    one step per row, or a row of steps, one per coordinate). ``scale`` (per coordinate) scales the
+    whole ladder of a coordinate whose screen step was ``scale * epsilon``.
     """
-    ladder = np.array(steps(epsilon))
-    L = ladder.size
+    ladder = np.array(steps(epsilon))[:, None] * (1.0 if scale is None else np.asarray(scale)[None, :])
+    L = ladder.shape[0]
     fp, fm, kink = at_steps(np.concatenate([ladder[1:], 2 * ladder]))     # epsilon itself is the screen's
     fp1, fm1, k1 = (np.concatenate([b[None], a[:L - 1]]) for b, a in zip(base, (fp, fm, kink)))   # (L, n) at h
     fp2, fm2, k2 = fp[L - 1:], fm[L - 1:], kink[L - 1:]                                           # ... at 2h
-    h = ladder[:, None]
+    h = ladder
     D1, D2 = central(fp1, fm1, h, slope), central(fp2, fm2, 2 * h, slope)
     estimates = (4 * D1 - D2) / 3
     measured = np.abs(fp2 - 4 * fp1 - 4 * fm1 + fm2) / math.sqrt(70)       # 4th difference: noise only
     s = np.maximum(sigma, measured)
     bars = K_NOISE * 1.5 * s / h + np.abs(D2 - D1) / 3 + allowance + RTOL * (np.abs(g) + np.abs(estimates))
-    bars[k1 | k2] = np.inf
+    bars[k1 | k2 | ~np.isfinite(bars)] = np.inf      # a kink, or a step where J was not finite: avoided
     order = np.argsort(bars, axis=0, kind="stable")
     cols = np.arange(g.size)
     best, second = order[0], order[min(1, len(order) - 1)]

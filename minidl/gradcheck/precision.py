@@ -137,10 +137,41 @@ def dtype_check(model, ev, own, masks, allowance):
         for i, mask in (masks or {}).items():
             net.layers[i].fixed_mask = mask
     net._backprop(X32[keep], Y32[keep], training=masks is not None)
-    wrong = {}
+    wrong, rounded = {}, {}
     for name, g32 in net.named_gradients():
         wrong[name] = int(np.sum(~(np.abs(g32.astype(np.float64) - own[name]) <= allowance[name])))
-    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values()), "left_out": int(crossed.sum())}
+        coarser = rounded_to(g32, own[name])
+        if coarser:
+            rounded[name] = coarser
+            wrong[name] = max(wrong[name], int(np.sum(g32.astype(np.float64) != own[name])))
+    return {"dtype": "float32", "wrong": wrong, "passed": not any(wrong.values()), "left_out": int(crossed.sum()),
+            "rounded": rounded}
+
+
+COARSER = ("float16", "bfloat16")
+FINGERPRINT = 4       # entries that must all land on the coarser grid: by chance, 2^-13 (2^-16) each
+
+
+def rounded_to(g32, g64):
+    """The coarser float type a float32 gradient was rounded through (a float16 slip), or None.
+
+    A float32 sum lands on float16's grid (13 trailing mantissa bits zero) with probability 2^-13 per
+    entry; when every entry whose float64 value is not on that grid itself lands on it, and there are
+    at least ``FINGERPRINT`` of them, the gradient went through float16. Per-coordinate bounds cannot
+    see this where cancellation makes the float32 allowance as large as float16's rounding.
+    """
+    g32 = np.asarray(g32, dtype=np.float32).ravel()
+    g64 = np.asarray(g64, dtype=np.float64).ravel()
+    bits = g32.view(np.uint32)
+    with np.errstate(over="ignore"):
+        on_grid = {"float16": g32.astype(np.float16).astype(np.float32) == g32, "bfloat16": (bits & 0xFFFF) == 0}
+        exact = {"float16": g64.astype(np.float16).astype(np.float64) == g64,
+                 "bfloat16": (g64.astype(np.float32).view(np.uint32) & 0xFFFF) == 0}
+    for dtype in COARSER:
+        telling = (g32 != 0) & ~exact[dtype]
+        if telling.sum() >= FINGERPRINT and on_grid[dtype][telling].all():
+            return dtype
+    return None
 
 
 def layer_dtype_check(layer32, X, R, training, own, magnitudes):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..validation import check_int
+from .engine import MOVE_LIMIT
 from .noise import RTOL, scipy_sentence
 
 CORRECT = 1e-7       # difference at or below: correct
@@ -113,8 +114,10 @@ class GradCheckReport:
         """
         if self.passed or self.layer_names is None:
             return None
-        if self.diagnosis:        # isolation checked each function: the layers it found, if any
+        if self._isolated:        # isolation checked each function: the layers it found, if any
             return sorted({f.layer for f in self.diagnosis if f.layer is not None}) or None
+        if any(f.kind == "l2" for f in self.diagnosis):     # the L2 term's gradient: in no layer's backward
+            return None
         failing = {int(name.split(".")[0]) for name in self.failed_parameters}
         if not failing:
             return None
@@ -122,6 +125,12 @@ class GradCheckReport:
         later_ok = [int(g["name"].split(".")[0]) for g in self.groups if int(g["name"].split(".")[0]) > deepest]
         stop = min(later_ok) + 1 if later_ok else len(self.layer_names)
         return list(range(deepest, stop))
+
+    @property
+    def _isolated(self):
+        """Isolation checked each of the model's functions and found the wrong ones (gradients handed in are
+        classified, not isolated: for them the failing parameters still say where to look)."""
+        return self.isolation is not None and bool(self.diagnosis)
 
     def _suspects_text(self):
         layers = self.suspects
@@ -221,7 +230,7 @@ class GradCheckReport:
             out.append("worst coordinates (by error beyond tolerance):")
             out += _table([("parameter", "index", "analytic", "numeric", "rel. error")] +
                           [(n, str(list(i)), f"{g: .6e}", f"{gn: .6e}", f"{r:.2e}") for n, i, g, gn, r in worst])
-        suspects = None if self.diagnosis else self._suspects_text()     # the diagnosis says it better
+        suspects = None if self._isolated else self._suspects_text()     # isolation says it better
         if suspects:
             out.append(suspects)
         if self.dtype_check is not None:
@@ -230,6 +239,9 @@ class GradCheckReport:
             if check.get("left_out"):
                 out.append(f"{check['dtype']} backprop: {check['left_out']} examples left out of the comparison, "
                            f"where a unit rounds across a kink in {check['dtype']}")
+            for name, coarser in check.get("rounded", {}).items():
+                out.append(f"{check['dtype']} backprop: every entry of {name} lies on {coarser}'s grid: the "
+                           f"gradient is rounded through {coarser} inside the {check['dtype']} computation")
             if bad:
                 listed = ", ".join(f"{name} ({n:,})" for name, n in bad.items())
                 out.append(f"{check['dtype']} backprop: the model's own gradients in {check['dtype']} differ from "
@@ -243,6 +255,13 @@ class GradCheckReport:
             more = f" and {len(self.kinks) - 5} more" if len(self.kinks) > 5 else ""
             out.append(f"kinks: {len(self.kinks)} coordinates crossed a non-differentiable point "
                        f"(e.g. a ReLU input changed sign) and are left out of the verdict: {shown}{more}")
+        for grp in self.groups:
+            if grp.get("step") is not None:
+                scaled = grp["step"] < self.epsilon
+                out.append(f"steps: {int(scaled.sum()):,} coordinates of {grp['name']} meet inputs beyond "
+                           f"{MOVE_LIMIT:g} and were moved by as little as {grp['step'].min():.1e} instead of "
+                           f"epsilon, so that no unit moves by more than {MOVE_LIMIT * self.epsilon:.0e} "
+                           f"(a larger move is truncation, not the backward)")
         if self.scipy_info:
             info = self.scipy_info
             out.append(scipy_sentence(info, self.passed) +
