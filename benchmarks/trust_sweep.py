@@ -8,6 +8,9 @@ Two tables, printed side by side for every family of networks:
   check catches, median and worst over the family's networks, on the ladder 1e-1 ... 1e-9 (networks
   whose first dW is exactly zero carry no error and are left out).
 
+Then one count: float32 models whose first dW is rounded through float16 (a slip 1,000 times float32's
+rounding that only the float32 comparison can see), caught of tried.
+
 Uses only minidl's public API, so the same script measures any version:
 ``PYTHONPATH=/path/to/old/checkout python benchmarks/trust_sweep.py``.
 
@@ -214,8 +217,41 @@ def lying_layers(rng, first):
     return model, X, _labels(rng, 8), {}
 
 
+def many_decades(rng, first):
+    """Features spanning 1e-6 to 1e6 (the first W scaled so every unit stays O(1)): a step of epsilon on a
+    weight that meets an input of 1e6 moves a unit by 0.1, so the step must suit the coordinate."""
+    n = int(rng.integers(3, 9))
+    scales = 10.0 ** rng.uniform(-6, 6, n)
+    X = rng.standard_normal((8, n)) * scales
+    acts = [[mdl.Tanh], [mdl.ReLU], [mdl.Sigmoid], [mdl.Tanh, mdl.ReLU]][rng.integers(4)]
+    model = _net(first, _widths(rng, n, depth=int(rng.integers(1, 3))), acts, rng)
+    model.layers[0].params["W"] /= scales[:, None] * np.sqrt(n)
+    return model, X, _labels(rng, 8), {}
+
+
 FAMILIES = [saturated, huge_l2, one_example, float32, many_kinks, tiny_gradients, frozen_dropout, raw_pixels,
-            large_cancelling, confident, sigmoid_subclass, epsilons, large_steps, inplace_layers, lying_layers]
+            large_cancelling, confident, sigmoid_subclass, epsilons, large_steps, inplace_layers, lying_layers,
+            many_decades]
+
+
+class Float16SlipDense(mdl.Dense):
+    """Rounds its dW through float16, but only when the model runs in float32 (a dtype slip): errors of
+    about 1e-4 relative, thousands of times float32's rounding, invisible to the float64 check itself."""
+
+    def backward(self, dZ):
+        dX = super().backward(dZ)
+        if self.params["W"].dtype == np.float32:
+            self.grads["W"] = self.grads["W"].astype(np.float16).astype(np.float32)
+        return dX
+
+
+def float16_slips(networks, seed=0):
+    """``(caught, tried)``: float32 models of the float32 family whose first Dense has a float16 slip."""
+    caught = 0
+    for s in range(seed * 100_000 + 90_000, seed * 100_000 + 90_000 + networks):
+        model, X, Y, options = float32(np.random.default_rng(s), Float16SlipDense)
+        caught += not model.gradcheck(X, Y, **options).passed
+    return caught, networks
 
 
 def check(family, seed, first=mdl.Dense):
@@ -274,6 +310,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.perf_counter()
     print_tables(sweep(args.per_family, args.detect, args.seed))
+    caught, tried = float16_slips(args.per_family, args.seed)
+    print(f"float16 slips inside float32 models (first dW rounded through float16): {caught} of {tried} caught")
     print(f"({time.perf_counter() - start:.0f} s, minidl {mdl.__file__})")
 
 

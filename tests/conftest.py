@@ -63,7 +63,8 @@ def cat_dir():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the mutation battery's catch rate (tests/test_mutations.py)."""
+    """Print the mutation battery's catch rate (tests/test_mutations.py) and the diagnosis battery's
+    accuracy (tests/test_diagnosis.py)."""
     import sys
     module = sys.modules.get("test_mutations")
     results = getattr(module, "RESULTS", None)
@@ -74,6 +75,11 @@ def pytest_terminal_summary(terminalreporter):
         for name, ok in results.items():
             if not ok:
                 terminalreporter.write_line(f"  missed: {name}")
+    verdicts = getattr(sys.modules.get("test_diagnosis"), "DIAGNOSED", None)
+    if verdicts:
+        counts = {v: verdicts.count(v) for v in ("named right", "named wrong", "not named")}
+        terminalreporter.write_line(f"diagnosis battery: {len(verdicts)} mistakes, " +
+                                    ", ".join(f"{n} {v}" for v, n in counts.items()))
 
 
 def assert_same_central_differences(a, b, epsilon):

@@ -99,7 +99,29 @@ def network(where=None, bug=None, loss_bug=None):
     return model
 
 
+DIAGNOSED = []      # one verdict per battery case: "named right", "named wrong", "not named" (printed by conftest)
+
+
+def record(report, function, quantity, kind):
+    """How the diagnosis named a case: right when a finding has the expected function, quantity and kind;
+    wrong when any finding names another function, or a kind (not None) the case does not have."""
+    findings = report.diagnosis
+    if any(f.function != function or (f.kind is not None and f.kind != kind) for f in findings
+           if f.kind != "in place"):
+        verdict = "named wrong"
+    elif any((f.quantity, f.kind) == (quantity, kind) for f in findings):
+        verdict = "named right"
+    else:
+        verdict = "not named"
+    DIAGNOSED.append(verdict)
+    if verdict != "named right":
+        print(f"diagnosis {verdict}: expected {function}: {quantity} {kind}; found "
+              f"{[(f.function, f.quantity, f.kind) for f in findings]}")
+    return verdict
+
+
 def assert_diagnosed(report, function, quantity, kind, **numbers):
+    record(report, function, quantity, kind)
     assert not report.passed
     assert report.diagnosis, str(report)
     assert {f.function for f in report.diagnosis} == {function}, str(report)
@@ -291,3 +313,232 @@ def test_an_l2_mistake_is_no_longer_blamed_on_the_last_layer_and_the_loss():
     report = _grads(_forget_l2)
     assert report.suspects is None and "where to look" not in str(report)
     assert network(3, "dW doubled").gradcheck(X, Y, scipy_check=False).suspects == [3]
+
+
+# ------------------------------------------------------------------ round two: never the wrong function or kind
+class InplaceScale(mdl.Layer):
+    """``A = X * s``; its backward writes into the upstream gradient, so ds reads dA * s: dX right, ds wrong."""
+    rowwise = True
+
+    def __init__(self, n=3):
+        super().__init__()
+        self.params["s"] = np.linspace(0.5, 1.5, n)
+
+    def forward(self, X, training=False):
+        self.X = X
+        return X * self.params["s"]
+
+    def backward(self, dA):
+        dX = dA
+        dX *= self.params["s"]
+        self.grads["s"] = (dA * self.X).sum(axis=0)
+        return dX
+
+
+def test_a_backward_that_writes_into_its_upstream_gradient_is_named_not_blamed_on_dx():
+    model = mdl.Sequential([mdl.Dense(5, 3), InplaceScale(), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=2)
+    report = model.gradcheck(X, Y, scipy_check=False)
+    record(report, "layer 1 (InplaceScale) backward", "s", None)       # main: "dX is wrong (s right)"
+    assert report.isolation.startswith("layer 1 (InplaceScale) backward: s is wrong (dX right)")
+    assert [(f.quantity, f.kind) for f in report.diagnosis] == [("s", None), ("in place", "in place")]
+    assert report.diagnosis[1].message == (
+        "layer 1 (InplaceScale) backward writes into its upstream gradient dA in place (e.g. dX = dA; dX *= s): "
+        "whatever it computes after that reads the changed values; work on a copy")
+
+
+def test_a_tiny_error_in_one_element_is_an_element_not_a_factor_of_one():
+    for size in (1e-5, 1e-3):
+        report = _grads(lambda mo, g: g["3.W"].__setitem__((1, 2), g["3.W"][1, 2] * (1 + size)))
+        finding = assert_diagnosed(report, "grads", "3.W", "element", index=(1, 2))    # main: "1 times"
+        assert "times the right value" not in str(report)
+        assert len(report.diagnosis) == 1 and finding.message.endswith("an indexing slip")
+
+
+def test_gradients_rounded_to_float16_are_named_rounding_whatever_their_dtype():
+    model = network()
+    for cast in (lambda g: g.astype(np.float16), lambda g: g.astype(np.float16).astype(np.float64)):
+        grads = {name: cast(g) for name, g in model.gradients(X, Y).items()}
+        report = model.gradcheck(X, Y, grads=grads, scipy_check=False)
+        assert not report.passed
+        record(report, "grads", report.diagnosis[0].quantity, "rounding")
+        assert {f.kind for f in report.diagnosis} == {"rounding"}, str(report)     # main: "indexing slip", "0.99 times"
+        assert "agrees with the right value rounded to float16" in report.diagnosis[0].message
+
+
+class Float16Dense(mdl.Dense):
+    """Rounds its dW through float16 (in a float64 model too)."""
+
+    def backward(self, dZ):
+        dX = super().backward(dZ)
+        self.grads["W"] = self.grads["W"].astype(np.float16).astype(self.grads["W"].dtype)
+        return dX
+
+
+def test_a_layer_that_rounds_its_gradient_through_float16_is_named():
+    model = mdl.Sequential([mdl.Dense(5, 4), mdl.Tanh(), Float16Dense(4, 3), mdl.Tanh(), mdl.Dense(3, 1),
+                            mdl.Sigmoid()], seed=4)
+    report = model.gradcheck(X, Y, scipy_check=False)
+    finding = assert_diagnosed(report, "layer 2 (Float16Dense) backward", "W", "rounding", dtype="float16")
+    assert finding.message.startswith("layer 2 (Float16Dense) backward: W agrees with the right value rounded to "
+                                      "float16")            # main: "none of the known mistakes fits"
+
+
+class SlipDense(mdl.Dense):
+    """Rounds its dW through float16 only when the model runs in float32."""
+
+    def backward(self, dZ):
+        dX = super().backward(dZ)
+        if self.params["W"].dtype == np.float32:
+            self.grads["W"] = self.grads["W"].astype(np.float16).astype(np.float32)
+        return dX
+
+
+def test_a_float16_slip_inside_a_float32_model_is_caught_and_named_in_every_seed():
+    caught = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        X_, Y_ = rng.standard_normal((8, 5)), rng.integers(0, 2, 8)
+        model = mdl.Sequential([SlipDense(5, 6), mdl.Tanh(), mdl.Dense(6, 4), mdl.ReLU(), mdl.Dense(4, 1),
+                                mdl.Sigmoid()], loss=mdl.BinaryCrossEntropy(0.3 * (seed % 2)), seed=seed,
+                               dtype=np.float32)
+        report = model.gradcheck(X_, Y_, scipy_check=False)
+        caught += not report.passed
+        if seed == 0:
+            assert_diagnosed(report, "layer 0 (SlipDense) backward", "W", "rounding", dtype="float16")
+            assert report.isolation == ("in float64 every function is right; in float32, layer 0 (SlipDense) "
+                                        "backward: W is wrong")
+            assert "float32 backprop: every entry of 0.W lies on float16's grid" in str(report)
+    assert caught == 10                        # main: 5 of 10 (and 0 with an L2 term)
+
+
+def test_two_exchanged_gradients_of_one_shape_are_named_as_exchanged():
+    report = _grads(lambda mo, g: g.update({"0.b": g["3.b"], "3.b": g["0.b"]}))
+    record(report, "grads", "0.b", "swapped")       # main: "none of the known mistakes fits", twice
+    assert [(f.quantity, f.kind, f.numbers["with"]) for f in report.diagnosis] == [("0.b", "swapped", "3.b"),
+                                                                                  ("3.b", "swapped", "0.b")]
+    assert report.diagnosis[0].message == ("grads: 0.b holds the gradient of 3.b, and 3.b the gradient of 0.b: two "
+                                           "gradients of the same shape were exchanged")
+
+
+class RescalingDropout(mdl.Dropout):
+    def backward(self, dA):
+        return dA if self.mask is None else dA / self.keep_prob
+
+
+def test_a_dropout_backward_that_rescales_without_the_mask_is_named():
+    layers = network().layers
+    layers[2] = RescalingDropout(RATE)
+    model = mdl.Sequential(layers, loss=mdl.BinaryCrossEntropy(L2), seed=5)
+    report = model.gradcheck(X, Y, dropout="frozen", scipy_check=False)
+    finding = assert_diagnosed(report, "layer 2 (RescalingDropout) backward", "dX", "mask not applied")
+    assert "divided by keep_prob = 0.75: Dropout's backward rescales but does not apply the mask" in finding.message
+
+
+class MeanDense(mdl.Dense):
+    def backward(self, dZ):
+        dX = super().backward(dZ)
+        self.grads["b"] = dZ.mean(axis=0)
+        return dX
+
+
+def test_the_same_mistake_has_the_same_words_in_gradcheck_layer_and_in_a_model():
+    layer_report = mdl.gradcheck_layer(MeanDense(5, 3), X)
+    model = mdl.Sequential([mdl.Dense(5, 3), mdl.Tanh(), MeanDense(3, 1), mdl.Sigmoid()], seed=1)
+    model_report = model.gradcheck(X, Y, scipy_check=False)
+    for report in (layer_report, model_report):      # main: "0.125 times" for the layer alone
+        assert report.diagnosis[0].numbers["name"] == "1/m = 1/8"
+        assert "b is 1/m = 1/8 times the right value (fitted factor 0.125)" in report.diagnosis[0].message
+
+
+def test_gradients_handed_in_get_a_where_to_look_line():
+    model = mdl.Sequential([mdl.Dense(5, 4), mdl.Tanh(), mdl.Dense(4, 3), mdl.Tanh(), mdl.Dense(3, 1),
+                            mdl.Sigmoid()], seed=3)
+    grads = model.gradients(X, Y)
+    grads["2.W"] = grads["2.W"].T.reshape(4, 3).copy()       # a (n_out, n_in) gradient laid out as (n_in, n_out)
+    report = model.gradcheck(X, Y, grads=grads, scipy_check=False)
+    assert_diagnosed(report, "grads", "2.W", "transposed")    # main: "none of the known mistakes fits"
+    assert report.suspects == [2, 3, 4]                       # main: None
+    assert "where to look: parameters up to layer 2 fail and none after" in str(report)
+
+
+def test_the_table_explains_its_two_counts_and_its_order():
+    report = _grads(lambda mo, g: g.__setitem__("3.W", g["3.W"] * (1 + 1e-6)))
+    text = str(report)
+    assert "'wrong' can exceed 'flagged': the largest gradients of every parameter are re-evaluated" in text
+    assert "worst coordinates (wrong ones first, then by error / tolerance):" in text
+    header = next(line for line in text.splitlines() if "rel. error" in line)
+    assert header.rstrip().endswith("rel. error  error / tol.")
+    rows = report._worst(5)
+    assert [r[5] for r in rows if (r[0], r[1]) in report.wrong()] == sorted(
+        [r[5] for r in rows if (r[0], r[1]) in report.wrong()], reverse=True)
+
+
+def test_a_black_box_that_overflows_at_a_larger_step_is_not_the_users_error():
+    def J(t):
+        return float(np.sum(t ** 2)) if np.all(np.abs(t) < 1) else float("inf")
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        theta = rng.uniform(-0.5, 0.5, 6)
+        theta[0] = 1 - rng.uniform(1e-3, 8e-3)        # a step of 1e-2 leaves the domain: J = inf there
+        assert mdl.check_gradient(J, lambda t: 2 * t, theta).passed       # main: "J(theta) must be finite"
+        assert not mdl.check_gradient(J, lambda t: 2.01 * t, theta).passed
+
+
+def test_a_black_box_computed_in_float32_is_judged_by_its_own_noise():
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        theta = rng.standard_normal(int(rng.integers(5, 300))) * rng.choice([0.1, 1, 10])
+        J = lambda t: float(np.sum(t.astype(np.float32) ** 2))     # noqa: E731  (a Python float of float32 work)
+        report = mdl.check_gradient(J, lambda t: 2 * t, theta)
+        assert report.passed, report.summary()              # main: 10 of 10 fail, "indexing slip" or no kind
+        assert not mdl.check_gradient(J, lambda t: 4 * t, theta).passed     # dJ doubled: still caught
+
+
+def _decades(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 9))
+    scales = 10.0 ** rng.uniform(-6, 6, n)
+    X_ = rng.standard_normal((8, n)) * scales
+    widths = [n] + [int(rng.integers(2, 9)) for _ in range(int(rng.integers(1, 3)))]
+    acts = [[mdl.Tanh], [mdl.ReLU], [mdl.Sigmoid], [mdl.Tanh, mdl.ReLU]][rng.integers(4)]
+    layers = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        layers += [mdl.Dense(a, b), acts[i % len(acts)]()]
+    model = mdl.Sequential(layers + [mdl.Dense(widths[-1], 1), mdl.Sigmoid()], seed=int(rng.integers(10 ** 6)))
+    model.layers[0].params["W"] /= scales[:, None] * np.sqrt(n)
+    return model, X_, rng.integers(0, 2, 8)
+
+
+def test_features_spanning_many_decades_raise_no_false_alarm_and_a_bug_is_still_caught():
+    for seed in (4, 22, 25, 32, 61, 64, 86, 97):          # main: every one of these fails
+        model, X_, Y_ = _decades(seed)
+        report = model.gradcheck(X_, Y_, scipy_check=False)
+        assert report.passed, report.summary()
+        assert "steps: " in str(report) and "instead of epsilon, so that no unit moves by more than 1e-04" in str(report)
+        grads = model.gradients(X_, Y_)
+        grads["0.W"] = grads["0.W"] * (1 + 1e-4)
+        assert not model.gradcheck(X_, Y_, grads=grads, scipy_check=False).passed
+
+
+def test_rounding_is_never_named_as_another_kind():
+    """Correct networks with correct gradients rounded to float32 and float16 (handed in as such or cast back
+    to float64): every check passes or names rounding, never a factor, element, row, column or L2 kind."""
+    kinds, checks = [], 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        X_ = rng.standard_normal((8, 5)) * rng.choice([0.1, 1, 5])
+        Y_ = rng.integers(0, 2, 8)
+        act = [mdl.Tanh, mdl.ReLU, mdl.Sigmoid][seed % 3]
+        model = mdl.Sequential([mdl.Dense(5, 4), act(), mdl.Dense(4, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()],
+                               loss=mdl.BinaryCrossEntropy(float(rng.choice([0, 0.5]))), seed=seed)
+        exact = model.gradients(X_, Y_)
+        for dtype in (np.float32, np.float16):
+            for back in (False, True):
+                grads = {n: g.astype(dtype).astype(np.float64) if back else g.astype(dtype) for n, g in exact.items()}
+                report = model.gradcheck(X_, Y_, grads=grads, scipy_check=False)
+                checks += 1
+                kinds += [f.kind for f in report.diagnosis]
+                assert report.passed or report.diagnosis, str(report)
+    print(f"rounding sweep: {checks} checks, findings by kind {dict((k, kinds.count(k)) for k in set(kinds))}")
+    assert set(kinds) <= {"rounding"}

@@ -454,7 +454,11 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x4A,)))
     # J is a black box: its own noise (a float32 computation behind a Python float, inputs quantized) is
     # measured from its values along a direction that moves every coordinate by epsilon, as the check does.
-    sigma = max(roundoff[0] * abs(J0), _measured_noise(arrays, value, J0, epsilon, rng))
+    measured, values = _measured_noise(arrays, value, J0, epsilon, rng)
+    finite = values[np.isfinite(values)]
+    if finite.size > 2 and np.all(finite.astype(np.float32) == finite):
+        roundoff[0] = max(roundoff[0], UNIT_ROUNDOFF_32)     # float32 values behind a Python float: float32 work
+    sigma = max(roundoff[0] * abs(J0), measured)
     plan = [_choose_coords(array.size, coords, k, rng) for array in arrays]
     total = sum(flat.size for flat in plan)
     show = progress if progress is not None else (total > 2000 and None)
@@ -508,7 +512,8 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
 
 def _measured_noise(arrays, value, J0, epsilon, rng, points=8):
     """Moré and Wild's estimate of a function's noise: the spread of the fourth differences of J at
-    ``theta + i epsilon d`` (``d`` random signs on every coordinate, i = 0..points-1); 0 when too few are finite."""
+    ``theta + i epsilon d`` (``d`` random signs on every coordinate, i = 0..points-1); 0 when too few are
+    finite. Returns ``(noise, the values)``."""
     direction = [rng.choice([-1.0, 1.0], size=a.shape) for a in arrays]
     saved = [a.copy() for a in arrays]
     values = [J0]
@@ -521,9 +526,10 @@ def _measured_noise(arrays, value, J0, epsilon, rng, points=8):
         for a, old in zip(arrays, saved):
             a[...] = old
     values = np.array(values)
-    fourth = values[4:] - 4 * values[3:-1] + 6 * values[2:-2] - 4 * values[1:-3] + values[:-4]
+    with np.errstate(all="ignore"):
+        fourth = values[4:] - 4 * values[3:-1] + 6 * values[2:-2] - 4 * values[1:-3] + values[:-4]
     fourth = fourth[np.isfinite(fourth)]
-    return float(np.sqrt(np.mean(fourth ** 2) / 70)) if fourth.size else 0.0
+    return (float(np.sqrt(np.mean(fourth ** 2) / 70)) if fourth.size else 0.0), values
 
 
 def _leaves(obj, path=()):

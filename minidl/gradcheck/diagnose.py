@@ -359,7 +359,9 @@ def _rounding(A, N, wrong):
         if not representable:
             continue
         error = np.abs(A - N)[wrong]
-        bound = 2 * u * np.abs(N[wrong]) + FIT * scale         # round to nearest, and the numeric value's own error
+        info = np.finfo(dtype)
+        # round to nearest (subnormals: half their fixed spacing), and the numeric value's own error
+        bound = 2 * u * np.abs(N[wrong]) + float(info.tiny) * float(info.eps) + FIT * scale
         if np.all(error <= bound):
             return dtype, float(np.max(error / np.maximum(np.abs(N[wrong]), np.finfo(float).tiny)))
     return None

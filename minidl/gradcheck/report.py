@@ -174,17 +174,21 @@ class GradCheckReport:
         Kinks are left out.
         """
         k = check_int(k, "k", minimum=0)
+        return [row[:5] for row in self._worst(k)]
+
+    def _worst(self, k):
+        """:meth:`worst`'s rows with a sixth entry: the error as a multiple of the coordinate's tolerance."""
         rows = []
         for grp in self.groups:
             ratio = grp["error"] / np.maximum(grp["tolerance"], np.finfo(float).tiny)
             score = np.where(grp["kink"], -np.inf, np.where(grp["wrong"], 1 + ratio, np.minimum(ratio, 1)))
             top = np.argsort(-score, kind="stable")[:k]
-            rows += [(score[i], grp["name"], grp["index"][i], grp["analytic"][i], grp["numeric"][i])
+            rows += [(score[i], grp["name"], grp["index"][i], grp["analytic"][i], grp["numeric"][i], ratio[i])
                      for i in top if np.isfinite(score[i])]
         rows.sort(key=lambda r: -r[0])
         shapes = {grp["name"]: grp["shape"] for grp in self.groups}
-        return [(name, _unravel(i, shapes[name]), float(g), float(n), _relative(g, n))
-                for _, name, i, g, n in rows[:k]]
+        return [(name, _unravel(i, shapes[name]), float(g), float(n), _relative(g, n), float(ratio))
+                for _, name, i, g, n, ratio in rows[:k]]
 
     def summary(self):
         """One line: the verdict, the difference, where the worst coordinate is, and scipy's word."""
@@ -225,11 +229,12 @@ class GradCheckReport:
                          f"{self.per_parameter[grp['name']]:.2e}", f"{int(grp['flagged'].sum()):,}",
                          f"{int(grp['wrong'].sum()):,}", self.verdict(grp["name"])))
         out += _table(rows)
-        worst = self.worst(5)
+        worst = self._worst(5)
         if worst:
-            out.append("worst coordinates (by error beyond tolerance):")
-            out += _table([("parameter", "index", "analytic", "numeric", "rel. error")] +
-                          [(n, str(list(i)), f"{g: .6e}", f"{gn: .6e}", f"{r:.2e}") for n, i, g, gn, r in worst])
+            out.append("worst coordinates (wrong ones first, then by error / tolerance):")
+            out += _table([("parameter", "index", "analytic", "numeric", "rel. error", "error / tol.")] +
+                          [(n, str(list(i)), f"{g: .6e}", f"{gn: .6e}", f"{r:.2e}", f"{x:.3g}")
+                           for n, i, g, gn, r, x in worst])
         suspects = None if self._isolated else self._suspects_text()     # isolation says it better
         if suspects:
             out.append(suspects)
@@ -268,7 +273,9 @@ class GradCheckReport:
                        f" ({info['directions']}, forward differences at h = {info['epsilon']:.1e}).")
         out.append(f"bands: difference <= {CORRECT:g} ok, <= {LOOK_AGAIN:g} look again, >= {BUG:g} bug. "
                    f"'flagged': beyond the rounding noise at epsilon; 'wrong': re-evaluated at other steps "
-                   f"with a fourth-order stencil, and the discrepancy stayed beyond noise and truncation.")
+                   f"with a fourth-order stencil, and the discrepancy stayed beyond noise and truncation. "
+                   f"'wrong' can exceed 'flagged': the largest gradients of every parameter are re-evaluated "
+                   f"whatever the screen says, which finds errors below the noise at epsilon.")
         return "\n".join(out)
 
 
