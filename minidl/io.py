@@ -1,27 +1,33 @@
-"""Checkpoints in HDF5: the architecture as plain config in attributes, arrays as datasets.
+"""Checkpoints: ordinary HDF5 files that minidl reads without HDF5.
 
-Nothing is pickled. Writes go to a temporary file in the same folder, then ``os.replace``,
-so a crash never leaves a half-written checkpoint; the file gets the permissions any new
-file of the user gets (``0o666`` less the umask).
+Nothing is pickled. Writes go to a temporary file in the same folder, then ``os.replace`` and an
+fsync of the folder, so a crash never leaves a half-written checkpoint; an overwritten file keeps
+its permissions, a new one gets what ``open()`` would give it (``0o666`` less the umask), and every
+OS error is a :class:`CheckpointError` naming the path and the cause.
 
-What loading a file guarantees, even a hostile one:
+The format (version 3). The file is an HDF5 file (h5py and HDFView open it: the architecture as JSON
+attributes, each array a dataset) whose user block, the bytes HDF5 itself skips, holds a header: a
+magic line, the header's size, the length of an index and of the file after the header, and a
+SHA-256 of both; then the index, JSON with the same attributes and, for every array, its byte
+offset, dtype and shape. minidl stores every array contiguously, so the index says where its bytes
+are.
 
-* Integrity before parsing. The first 512 bytes (HDF5's user block, which HDF5 itself skips)
-  hold a header: a magic line, the length and the SHA-256 of everything after it. They are
-  checked from the raw bytes before HDF5 reads anything, so a flipped bit or a truncated copy
-  is a :class:`CheckpointError` and never reaches the HDF5 library (whose parser can spin
-  forever on some damaged metadata).
-* Bounded work. A file of N bytes can make ``load`` allocate about N bytes of arrays, plus the
-  model it declares, and the model it declares may hold at most N / itemsize parameters
-  (parameters are stored uncompressed), checked from the config before anything is built.
-  Only the datasets the format defines are read, each after its shape, dtype and storage
-  (no compression filters) are checked against the architecture.
-* Nothing runs. Layers are rebuilt from plain config by their class; unknown classes must be
-  named in ``custom_layers``.
+Loading is a parse of that header and nothing else: the checksum is checked on the raw bytes, the
+config bounds the model (a file of N bytes declares at most N / itemsize parameters), every array
+the model expects is read with ``seek``/``read`` after its dtype (little-endian float32 or float64),
+shape, offset and length are checked against the model and the file size, arrays may not overlap,
+and an array the model does not have is refused. libhdf5 never sees the bytes, so no HDF5 feature
+(external or virtual storage, filters, deep groups, damaged metadata) can read other files, hang,
+crash or allocate beyond the bytes actually in the file plus the declared model; time is linear
+in the file size. The checksum finds damage, not intent: anyone can recompute it, which is why
+nothing rests on it but the detection of accidents.
 
-What it does not guarantee: that a file whose header was recomputed by someone else holds
-sensible weights (the checksum detects damage, not intent), or that a custom layer class you
-pass is safe to construct.
+Older checkpoints (version 1: a checksum attribute; version 2: a header without an index) can only
+be read through HDF5's parser, so they are refused unless you trust the file:
+``mdl.load(path, trust_old_format=True)``, then ``model.save(path)`` converts it.
+
+Nothing runs: layers are rebuilt from plain config by their class; unknown classes must be named
+in ``custom_layers`` (a class you pass is yours to trust).
 """
 import contextlib
 import hashlib
@@ -37,8 +43,10 @@ from .losses import BinaryCrossEntropy
 from .optim import OPTIMIZERS, Optimizer
 
 FORMAT = "minidl-checkpoint"
-VERSION = 2                  # 2: integrity header in the user block; 1: checksum attribute only (still read)
-HEADER_SIZE = 512            # HDF5's smallest user block
+VERSION = 3                  # 3: header with an index of raw offsets; 2, 1: HDF5-parsed (trust_old_format=True)
+HEADER_SIZE = 512            # HDF5's smallest user block; the header takes the next power of two that holds it
+MAX_HEADER = 1 << 20         # largest header (user block) a checkpoint may declare
+DTYPES = ("<f4", "<f8")      # the array dtypes of the format
 MAGIC = b"minidl-checkpoint\n"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 LAYERS = BUILT_IN_LAYERS
@@ -52,23 +60,64 @@ def _path(path, name="path"):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; when the block succeeds, fsync it and rename it over
-    ``path``. On any failure the temporary file is removed and ``path`` is left as it was."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
+    """Yield a temporary path beside ``path``; when the block succeeds, fsync it, rename it over ``path`` and
+    fsync the folder. On any failure the temporary file is removed and ``path`` is left as it was.
+
+    The temporary file is named ``.NAME.PID.XXXX.tmp``: one left by a save that was killed (its process is
+    gone) is removed by the next save to the same path. An overwritten file keeps its permission bits; a new
+    one gets what ``open()`` would give it.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    _remove_stale(folder, name)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        umask = os.umask(0)      # mkstemp makes 0o600; a saved file gets what open() would give it
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        if os.path.exists(path):
+            mode = os.stat(path).st_mode & 0o7777
+        else:
+            umask = os.umask(0)      # mkstemp makes 0o600; a new file gets what open() would give it
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+        _fsync_folder(folder)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _remove_stale(folder, name):
+    """Remove temporary files of earlier saves to ``name`` whose process no longer runs."""
+    prefix = f".{name}."
+    for entry in os.listdir(folder):
+        parts = entry[len(prefix):].split(".")
+        if not (entry.startswith(prefix) and entry.endswith(".tmp") and len(parts) == 3 and parts[0].isdigit()):
+            continue
+        try:
+            os.kill(int(parts[0]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+        except OSError:            # alive, under another user: not ours to remove
+            pass
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (where the platform lets a folder be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _checksum(attrs, arrays):
@@ -121,76 +170,226 @@ def save(model, path, optimizer=None, trainer_state=None, trainer_arrays=None):
     arrays.update({f"trainer/{k}": v for k, v in (trainer_arrays or {}).items()})
 
     import h5py
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", userblock_size=HEADER_SIZE) as f:
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            for key, value in arrays.items():
-                f.create_dataset(key, data=value)
-        _sign(tmp)
+    try:
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w", userblock_size=_header_size(attrs, arrays)) as f:
+                for key, value in attrs.items():
+                    f.attrs[key] = value
+                for key, value in arrays.items():
+                    f.create_dataset(key, data=np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")))
+            _sign(tmp)
+    except OSError as exc:       # no permission, a full disk, a read-only file system: say where and why
+        raise CheckpointError(f"cannot save to {path}: {exc.strerror or exc}") from exc
+
+
+def _header_size(attrs, arrays):
+    """A user block that holds the header: the next power of two (>= 512) above its largest possible size."""
+    index = {key: [2 ** 62, "<f8", list(value.shape)] for key, value in arrays.items()}
+    need = len(MAGIC) + 200 + len(json.dumps({"attrs": attrs, "arrays": index}))
+    size = HEADER_SIZE
+    while size < need:
+        size *= 2
+    return size
 
 
 def _sign(path):
-    """Write the integrity header: magic, the length and the SHA-256 of everything after the header."""
+    """Seal an HDF5 file with the current header: its attributes and the offset, dtype and shape of every
+    dataset, and the SHA-256 of that index and of everything after the header.
+
+    Seals any file the format can express: a user block large enough for the header, every dataset stored
+    contiguously inside the file (no chunks, filters, external or virtual storage). Anything else is a
+    :class:`CheckpointError`: the format cannot even say it. (Tests use it to forge hostile files.)
+    """
+    import h5py
+    with h5py.File(path, "r") as f:
+        size = f.userblock_size
+        attrs = {str(key): _plain(value) for key, value in f.attrs.items()}
+        arrays = {}
+
+        def index(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                contiguous = (obj.chunks is None and obj.external is None and not obj.is_virtual
+                              and obj.compression is None)
+                offset = obj.id.get_offset() if contiguous else None
+                allocated = offset is not None and offset >= size and obj.id.get_storage_size() == obj.nbytes
+                if not allocated or obj.dtype.str not in DTYPES:
+                    raise CheckpointError(f"cannot seal {path}: dataset {name} is not a contiguous little-endian "
+                                          f"float array inside the file, which the checkpoint format cannot express")
+                arrays[name] = [int(offset), obj.dtype.str, list(obj.shape)]
+        f.visititems(index)
+    body = json.dumps({"attrs": attrs, "arrays": arrays}, sort_keys=True).encode()
     with open(path, "rb+") as f:
-        f.seek(HEADER_SIZE)
-        digest, length = _digest(f)
-        header = MAGIC + f"length {length}\nsha256 {digest}\n".encode()
+        f.seek(size)
+        digest, length = _digest(f, body)
+        header = MAGIC + (f"version {VERSION}\nheader {size}\nindex {len(body)}\nlength {length}\n"
+                          f"sha256 {digest}\n\n").encode() + body
+        if len(header) > size:
+            raise CheckpointError(f"cannot seal {path}: its header needs {len(header):,} bytes and its user block "
+                                  f"has {size:,}")
         f.seek(0)
-        f.write(header.ljust(HEADER_SIZE, b"\0"))
+        f.write(header.ljust(size, b"\0"))
 
 
-def _digest(f):
-    digest, length = hashlib.sha256(), 0
+def _plain(value):
+    """An HDF5 attribute as JSON data (str, number or list)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _digest(f, prefix=b""):
+    """SHA-256 of ``prefix`` and the rest of ``f``, and the number of bytes read from ``f``."""
+    digest, length = hashlib.sha256(prefix), 0
     for block in iter(lambda: f.read(1 << 20), b""):
         digest.update(block)
         length += len(block)
     return digest.hexdigest(), length
 
 
-def _verify(path):
-    """Check the integrity header from the raw bytes; returns the format version (1 for old files)."""
-    with open(path, "rb") as f:
-        head = f.read(HEADER_SIZE)
-        if head.startswith(HDF5_SIGNATURE):
-            return 1       # written before the header existed; its checksum attribute is checked after parsing
-        if not head.startswith(MAGIC):
-            raise CheckpointError(f"{path} is not an HDF5 file or not a minidl checkpoint (empty, truncated or another "
-                                  f"format)")
-        lines = head[len(MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").splitlines()
-        fields = dict(line.split(" ", 1) for line in lines if " " in line)
-        digest, length = _digest(f)
-    if fields.get("length") != str(length) or fields.get("sha256") != digest or len(head) != HEADER_SIZE:
-        raise CheckpointError(f"{path} is corrupt or truncated: its content does not match its integrity header")
-    return VERSION
-
-
-def _read(path, custom_layers=None):
-    """Verify, then read the attributes and the datasets the format defines for the declared model.
-
-    Returns ``(attrs, arrays, model)``: the model is built from the config, then filled.
-    """
-    import h5py
+def _read(path, custom_layers=None, trust_old_format=False):
+    """Verify, then read the attributes and the arrays the format defines for the declared model, from the
+    raw bytes. Returns ``(attrs, arrays, model)``: the model is built from the config, then filled."""
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is not a file")
-    version = _verify(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            found = _header(f, size, path)
+            if found in (1, 2):
+                if not trust_old_format:
+                    what = ("is an HDF5 file without minidl's header: not a minidl checkpoint, or one written by "
+                            "minidl 0.1 (format 1)" if found == 1 else
+                            "was written by an older minidl (checkpoint format 2)")
+                    raise CheckpointError(
+                        f"{path} {what}. Such a file can only be read through HDF5's parser, before anything in it "
+                        f"can be checked, so it is not loaded by default. If you trust the file: model = "
+                        f"mdl.load(path, trust_old_format=True); model.save(path) converts it")
+                return _read_old(path, custom_layers)
+            header_size, attrs, entries = found
+            model, expected = _declared_model(attrs, size, custom_layers, path)
+            unknown = sorted(set(entries) - set(expected))
+            if unknown:
+                raise CheckpointError(f"{path} holds the dataset {unknown[0]!r}, which is not part of a minidl "
+                                      f"checkpoint of this model")
+            arrays = _read_arrays(f, entries, expected, header_size, size, path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return attrs, arrays, model
+
+
+def _header(f, size, path):
+    """``(header size, attrs, array index)`` from a version-3 header, after checking its SHA-256 on the raw
+    bytes; 1 or 2 for the older formats (an HDF5 signature first, or a header without an index)."""
+    head = f.read(HEADER_SIZE)
+    if head.startswith(HDF5_SIGNATURE):
+        return 1
+    if not head.startswith(MAGIC):
+        raise CheckpointError(f"{path} is not an HDF5 file or not a minidl checkpoint (empty, truncated or another "
+                              f"format)")
+    text, blank, _ = head[len(MAGIC):].partition(b"\n\n")
+    fields = dict(line.split(" ", 1) for line in text.decode("ascii", "replace").splitlines() if " " in line)
+    if "version" not in fields:
+        return 2
+    if fields["version"] != str(VERSION):
+        raise CheckpointError(f"{path} has checkpoint version {fields['version']!r}; this minidl reads {VERSION} "
+                              f"(and 1 or 2 with trust_old_format=True)")
+    corrupt = CheckpointError(f"{path} is corrupt or truncated: its content does not match its integrity header")
+    try:
+        header_size, index_size = int(fields["header"]), int(fields["index"])
+    except (KeyError, ValueError):
+        raise corrupt from None
+    start = len(MAGIC) + len(text) + len(blank)
+    if not blank or header_size not in _HEADER_SIZES or header_size > size or not 0 <= index_size <= header_size - start:
+        raise corrupt
+    f.seek(start)
+    body = f.read(index_size)
+    f.seek(header_size)
+    digest, length = _digest(f, body)
+    if fields.get("length") != str(length) or fields.get("sha256") != digest:
+        raise corrupt
+    try:
+        index = json.loads(body)
+        attrs, entries = index["attrs"], index["arrays"]
+        if not isinstance(attrs, dict) or not isinstance(entries, dict):
+            raise TypeError("attrs and arrays must be objects")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} holds an unreadable index ({type(exc).__name__}: {exc})") from None
+    return header_size, attrs, entries
+
+
+_HEADER_SIZES = {HEADER_SIZE << k for k in range(12) if HEADER_SIZE << k <= MAX_HEADER}
+
+
+def _declared_model(attrs, size, custom_layers, path, versions=(VERSION,)):
+    """The model a checkpoint's attributes declare, after checking what they are and that the file can hold
+    it; and the shape of every array a checkpoint of it may hold."""
+    if attrs.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is an HDF5 file but not a minidl checkpoint "
+                              f"(attribute 'format' is {attrs.get('format')!r}, expected {FORMAT!r})")
+    try:
+        version = int(attrs.get("version", -1))
+        config = json.loads(attrs["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} holds an unreadable configuration ({type(exc).__name__}: {exc})") from None
+    if version not in versions:
+        raise CheckpointError(f"{path} has checkpoint version {attrs.get('version')!r}; this minidl reads {VERSION} "
+                              f"(and 1 or 2 with trust_old_format=True)")
+    _check_size(config, size, path)
+    model = _build_model(config, custom_layers, path)
+    return model, _expected_arrays(model, attrs)
+
+
+def _read_arrays(f, entries, expected, header_size, size, path):
+    """Read each expected array from its offset after checking dtype, shape and bounds; no two may overlap."""
+    spans = []
+    for key, shape in expected.items():
+        if key not in entries:
+            continue
+        entry = entries[key]
+        offset, dtype, stored = entry if isinstance(entry, list) and len(entry) == 3 else (None, None, None)
+        if dtype not in DTYPES or not isinstance(stored, list) or tuple(stored) != shape:
+            raise CheckpointError(f"{path}: dataset {key} has shape {_shape(stored)} and dtype {_dtype(dtype)}; "
+                                  f"expected shape {shape} and a float dtype")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if type(offset) is not int or offset < header_size or offset + nbytes > size:
+            raise CheckpointError(f"{path}: dataset {key} would lie outside the file (offset {offset!r}, {nbytes:,} "
+                                  f"bytes, file of {size:,} bytes)")
+        spans.append((offset, offset + nbytes, key, dtype))
+    spans.sort()
+    for (_, end, key, _), (start, _, other, _) in zip(spans, spans[1:]):
+        if start < end:
+            raise CheckpointError(f"{path}: datasets {key} and {other} overlap; minidl never writes such a file")
+    arrays = {}
+    for start, end, key, dtype in spans:
+        f.seek(start)
+        arrays[key] = np.fromfile(f, dtype=dtype, count=(end - start) // np.dtype(dtype).itemsize).reshape(
+            expected[key])
+    return arrays
+
+
+def _shape(stored):
+    return tuple(stored) if isinstance(stored, list) else stored
+
+
+def _dtype(dtype):
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return repr(dtype)
+
+
+def _read_old(path, custom_layers):
+    """A version-1 or -2 checkpoint, read through HDF5 (only when the caller trusts the file)."""
+    import h5py
     size = os.path.getsize(path)
+    version = _verify_old(path)
     try:
         with h5py.File(path, "r") as f:
             attrs = {str(key): (value.decode() if isinstance(value, bytes) else value)
                      for key, value in f.attrs.items()}
-            if attrs.get("format") != FORMAT:
-                raise CheckpointError(f"{path} is an HDF5 file but not a minidl checkpoint "
-                                      f"(attribute 'format' is {attrs.get('format')!r}, expected {FORMAT!r})")
-            if int(attrs.get("version", -1)) != version:
-                raise CheckpointError(f"{path} has checkpoint version {attrs.get('version')!r}; this minidl "
-                                      f"reads {VERSION} (and 1)")
-            config = json.loads(attrs["config"])
-            _check_size(config, size, path)
-            model = _build_model(config, custom_layers, path)
-            expected = _expected_arrays(model, attrs)
+            model, expected = _declared_model(attrs, size, custom_layers, path, versions=(version,))
             datasets = {}
             f.visititems(lambda key, obj: datasets.__setitem__(key, obj) if isinstance(obj, h5py.Dataset) else None)
             unknown = sorted(set(datasets) - set(expected))
@@ -208,6 +407,20 @@ def _read(path, custom_layers=None):
         if not isinstance(stored, str) or _checksum(attrs, arrays) != stored:
             raise CheckpointError(f"{path} is corrupt: its content does not match the stored checksum")
     return attrs, arrays, model
+
+
+def _verify_old(path):
+    """Version 1 (no header: its checksum attribute is checked after parsing) or 2 (length and SHA-256)."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_SIZE)
+        if head.startswith(HDF5_SIGNATURE):
+            return 1
+        lines = head[len(MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").splitlines()
+        fields = dict(line.split(" ", 1) for line in lines if " " in line)
+        digest, length = _digest(f)
+    if fields.get("length") != str(length) or fields.get("sha256") != digest or len(head) != HEADER_SIZE:
+        raise CheckpointError(f"{path} is corrupt or truncated: its content does not match its integrity header")
+    return 2
 
 
 def _check_size(config, size, path):
@@ -240,9 +453,10 @@ def _read_dataset(dataset, shape, size, path):
     if dataset.shape != shape or dtype.kind != "f" or dtype.itemsize > 8:
         raise CheckpointError(f"{path}: dataset {dataset.name.lstrip('/')} has shape {dataset.shape} and dtype "
                               f"{dtype}; expected shape {shape} and a float dtype")
-    if dataset.compression is not None or dataset.scaleoffset is not None or dataset.nbytes > size:
-        raise CheckpointError(f"{path}: dataset {dataset.name.lstrip('/')} is compressed or larger than the file; "
-                              f"minidl never writes such datasets")
+    if dataset.compression is not None or dataset.scaleoffset is not None or dataset.nbytes > size \
+            or dataset.external is not None or dataset.is_virtual:
+        raise CheckpointError(f"{path}: dataset {dataset.name.lstrip('/')} is compressed, stored outside the file or "
+                              f"larger than it; minidl never writes such datasets")
     return dataset[()]
 
 
@@ -260,17 +474,21 @@ def _build_model(config, custom_layers, path):
                       dtype=np.dtype(config["dtype"]))
 
 
-def load_checkpoint(path, custom_layers=None):
+def load_checkpoint(path, custom_layers=None, trust_old_format=False):
     """Read a checkpoint: ``{"model": Sequential, "optimizer": Optimizer or None, "trainer": dict or None,
     "trainer_arrays": dict}``.
 
     ``custom_layers`` maps class names to user-written Layer classes used in the model.
+    ``trust_old_format=True`` reads checkpoints of minidl's older formats (versions 1 and 2) through HDF5's
+    parser: only for files you trust (see the module docstring).
     """
     path = _path(path)
+    if not isinstance(trust_old_format, bool):
+        raise InputTypeError(f"trust_old_format must be True or False; received {type(trust_old_format).__name__}")
     if custom_layers is not None and (not isinstance(custom_layers, dict) or not all(
             isinstance(c, type) and issubclass(c, Layer) for c in custom_layers.values())):
         raise InputTypeError("custom_layers must be a dict mapping class names to Layer subclasses")
-    attrs, arrays, model = _read(path, custom_layers)
+    attrs, arrays, model = _read(path, custom_layers, trust_old_format)
     try:
         _copy_params(model, arrays, path)
         states = json.loads(attrs["rng"])
@@ -292,9 +510,11 @@ def load_checkpoint(path, custom_layers=None):
     return {"model": model, "optimizer": optimizer, "trainer": trainer, "trainer_arrays": trainer_arrays}
 
 
-def load(path, custom_layers=None):
-    """Rebuild the Sequential saved at ``path`` (architecture, parameters, dropout RNG states)."""
-    return load_checkpoint(path, custom_layers)["model"]
+def load(path, custom_layers=None, trust_old_format=False):
+    """Rebuild the Sequential saved at ``path`` (architecture, parameters, dropout RNG states).
+
+    ``trust_old_format=True`` also reads the older formats, through HDF5: only for files you trust."""
+    return load_checkpoint(path, custom_layers, trust_old_format)["model"]
 
 
 def _copy_params(model, arrays, path):
@@ -323,10 +543,10 @@ def _dropouts(model):
     return [layer for layer in model.layers if isinstance(layer, Dropout)]
 
 
-def load_weights(model, path):
+def load_weights(model, path, trust_old_format=False):
     """Copy the parameters saved at ``path`` into ``model``, which must have the same architecture."""
     path = _path(path)
-    attrs, arrays, _ = _read(path, _custom_classes(model))
+    attrs, arrays, _ = _read(path, _custom_classes(model), trust_old_format)
     saved = json.loads(attrs["config"])
     mine = model.get_config()
     if saved["layers"] != mine["layers"]:

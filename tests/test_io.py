@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,11 +121,59 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(h5py.Group, "create_dataset", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(mdl.CheckpointError, match=r"cannot save to .*m\.h5: disk full"):
         small_model(seed=2).save(path)
     monkeypatch.undo()
     assert params_equal(mdl.load(path), old)
     assert sorted(os.listdir(tmp_path)) == ["m.h5"]
+
+
+def test_every_os_error_of_a_save_is_a_checkpoint_error_naming_path_and_cause(tmp_path, monkeypatch):
+    import errno
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(mdl.CheckpointError, match=r"cannot save to .*m\.h5: No space left on device"):
+        small_model().save(tmp_path / "m.h5")
+    monkeypatch.undo()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr("tempfile.mkstemp", denied)
+    with pytest.raises(mdl.CheckpointError, match=r"cannot save to .*m\.h5: Permission denied"):
+        small_model().save(tmp_path / "m.h5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_overwritten_checkpoint_keeps_its_permissions(tmp_path):
+    path = tmp_path / "private.h5"
+    small_model().save(path)
+    os.chmod(path, 0o600)
+    small_model(seed=2).save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600          # main: 0o644
+
+
+def test_a_killed_saves_temporary_file_is_removed_by_the_next_save(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".m.h5.{dead}.abcd1234.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    alive = tmp_path / f".m.h5.{os.getpid()}.efgh5678.tmp"       # a save in progress in a live process
+    alive.write_bytes(b"\0")
+    other = tmp_path / f".other.h5.{dead}.abcd1234.tmp"          # another file's: not this save's business
+    other.write_bytes(b"\0")
+    small_model().save(tmp_path / "m.h5")
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.h5", alive.name, other.name])
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    import stat
+    synced = []
+    original = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), original(fd)))
+    small_model().save(tmp_path / "m.h5")
+    assert synced == [False, True]            # the file's bytes, then the folder that now names it
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -202,8 +251,9 @@ def test_bit_flip_in_the_weights_is_detected(tmp_path):
         mdl.load(path)
 
 
-def test_a_version_1_checkpoint_still_loads(tmp_path):
-    """Files written before the integrity header (no user block, a checksum attribute) load as before."""
+def test_a_version_1_checkpoint_loads_only_when_trusted(tmp_path):
+    """Files written before the integrity header (no user block, a checksum attribute) need HDF5's parser:
+    refused by default, loaded as before with trust_old_format=True."""
     import json
     from minidl.io import _checksum
     model = mdl.Sequential([mdl.Dense(2, 3), mdl.ReLU(), mdl.Dropout(0.2), mdl.Dense(3, 1), mdl.Sigmoid()], seed=4)
@@ -216,21 +266,30 @@ def test_a_version_1_checkpoint_still_loads(tmp_path):
         f.attrs.update(attrs)
         for key, value in arrays.items():
             f.create_dataset(key, data=value)
-    loaded = mdl.load(path)
+    with pytest.raises(mdl.CheckpointError, match=r"is an HDF5 file without minidl's header: not a minidl "
+                                                   r"checkpoint, or one written by minidl 0.1 \(format 1\)\. .* If you "
+                                                   r"trust the file: model = mdl.load\(path, trust_old_format=True\); "
+                                                   r"model.save\(path\) converts it"):
+        mdl.load(path)
+    loaded = mdl.load(path, trust_old_format=True)
     assert repr(loaded) == repr(model)
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(loaded.named_parameters(), model.named_parameters()))
+    loaded.save(tmp_path / "converted.h5")
+    assert repr(mdl.load(tmp_path / "converted.h5")) == repr(model)
     with h5py.File(path, "r+") as f:
         f["params/0.b"][0] = 1.0
     with pytest.raises(mdl.CheckpointError, match="does not match the stored checksum"):
-        mdl.load(path)
+        mdl.load(path, trust_old_format=True)
 
 
 def test_foreign_hdf5_file(tmp_path):
     path = tmp_path / "keras.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("model_weights", data=np.ones(3))
-    with pytest.raises(mdl.CheckpointError, match="is an HDF5 file but not a minidl checkpoint"):
+    with pytest.raises(mdl.CheckpointError, match="is an HDF5 file without minidl's header: not a minidl checkpoint"):
         mdl.load(path)
+    with pytest.raises(mdl.CheckpointError, match="is an HDF5 file but not a minidl checkpoint"):
+        mdl.load(path, trust_old_format=True)
 
 
 def test_cat_data_file_is_not_a_checkpoint(cat_dir):
@@ -251,3 +310,202 @@ def test_save_to_a_folder_is_rejected(tmp_path):
     with pytest.raises(mdl.CheckpointError, match="it is a folder; give a file name such as model.h5"):
         small_model().save(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- hostile files (format 3: no HDF5 on load)
+def test_loading_never_calls_libhdf5(tmp_path, monkeypatch):
+    small_model(seed=2).save(tmp_path / "m.h5")
+    monkeypatch.setattr(h5py, "File", lambda *a, **k: pytest.fail("h5py.File called while loading"))
+    model = mdl.load(tmp_path / "m.h5")
+    assert params_equal(model, small_model(seed=2))
+
+
+def test_the_file_is_still_an_ordinary_hdf5_file(tmp_path):
+    model = small_model(seed=2)
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:         # h5py (and HDFView) read it as before
+        assert f.attrs["format"] == "minidl-checkpoint" and f.attrs["version"] == 3
+        assert np.array_equal(f["params/0.W"][()], model.layers[0].params["W"])
+        assert all(f[key].chunks is None for key in ("params/0.W", "params/0.b"))
+    header = (tmp_path / "m.h5").read_bytes()[:512]
+    assert header.startswith(b"minidl-checkpoint\nversion 3\nheader ")
+
+
+def _external(path, target):
+    """Replace the first W by a dataset whose bytes HDF5 would take from ``target`` (another file)."""
+    with h5py.File(path, "r+") as f:
+        del f["params/0.W"]
+        f.create_dataset("params/0.W", shape=(5, 6), dtype="f8", external=[(str(target), 0, 240)])
+
+
+def _virtual(path, source):
+    with h5py.File(path, "r+") as f:
+        del f["params/0.W"]
+        layout = h5py.VirtualLayout(shape=(5, 6), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(source), "data", shape=(5, 6))
+        f.create_virtual_dataset("params/0.W", layout, fillvalue=7.0)
+
+
+def _groups(path, deep):
+    with h5py.File(path, "r+") as f:
+        group = f
+        for i in range(300):
+            group = group.create_group("g") if deep else f.create_group(f"g{i}")
+
+
+def _unwritten(path):
+    with h5py.File(path, "r+") as f:
+        del f["params/0.W"]
+        f.create_dataset("params/0.W", shape=(5, 6), dtype="f8")      # storage never allocated
+
+
+HOSTILE = {
+    "external storage: a regular file": lambda p, d: _external(p, "/etc/passwd"),
+    "external storage: a FIFO": lambda p, d: (os.mkfifo(d / "fifo"), _external(p, d / "fifo")),
+    "external storage: the zero device": lambda p, d: _external(p, "/dev/zero"),
+    "virtual dataset: another file": lambda p, d: (_data_file(d / "other.h5"), _virtual(p, d / "other.h5")),
+    "virtual dataset: a missing file": lambda p, d: _virtual(p, d / "missing.h5"),
+    "virtual dataset: a FIFO": lambda p, d: (os.mkfifo(d / "vfifo"), _virtual(p, d / "vfifo")),
+    "a dataset never written (sparse)": lambda p, d: _unwritten(p),
+}
+
+
+def _data_file(path):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.full((5, 6), 3.0))
+
+
+def _load_each(paths, timeout=60):
+    """Load every file in one child process capped at 1 GiB and ``timeout`` s: ``{path: outcome}``."""
+    code = textwrap.dedent(f"""
+        import resource, sys, time
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        import minidl as mdl
+        for path in {[str(p) for p in paths]!r}:
+            start = time.perf_counter()
+            try:
+                mdl.load(path)
+                outcome = "loaded"
+            except mdl.CheckpointError as exc:
+                outcome = "CheckpointError: " + str(exc).replace(chr(10), " ")
+            print(path, "|", round(time.perf_counter() - start, 3), "|", outcome, flush=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.split(" | ") for line in result.stdout.splitlines()]
+    return {path: (float(seconds), outcome) for path, seconds, outcome in lines}
+
+
+def test_hostile_files_end_in_checkpoint_error_without_hdf5(tmp_path):
+    """Each hostile construction, then sealed as an attacker would (``_sign``): the format cannot express it,
+    so no header can claim it, and loading the file ends at the header check, in a capped child process."""
+    from minidl.io import _sign
+    paths = []
+    for i, (name, build) in enumerate(HOSTILE.items()):
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        path = folder / "hostile.h5"
+        small_model(seed=1).save(path)
+        build(path, folder)
+        with pytest.raises(mdl.CheckpointError, match="which the checkpoint format cannot express"):
+            _sign(str(path))
+        paths.append(path)
+    outcomes = _load_each(paths)
+    for name, path in zip(HOSTILE, paths):
+        seconds, outcome = outcomes[str(path)]
+        assert outcome.startswith("CheckpointError") and "does not match its integrity header" in outcome, name
+        assert seconds < 2, name
+
+
+def _reseal(path, edit):
+    """Edit a sealed file's bytes after its header, then recompute its SHA-256 as an attacker would, without
+    parsing anything (so it works on files HDF5 would hang or crash on)."""
+    import hashlib
+    data = bytearray(open(path, "rb").read())
+    text = data[:512].split(b"\n\n", 1)[0].decode().splitlines()
+    fields = dict(line.split(" ", 1) for line in text[1:])
+    size, index_size = int(fields["header"]), int(fields["index"])
+    start = len(b"\n".join(line.encode() for line in text)) + 2
+    index = bytes(data[start:start + index_size])
+    body = bytearray(data[size:])
+    index = edit(index, body) or index
+    digest = hashlib.sha256(index + bytes(body)).hexdigest()
+    header = (f"minidl-checkpoint\nversion 3\nheader {size}\nindex {len(index)}\nlength {len(body)}\n"
+              f"sha256 {digest}\n\n").encode() + index
+    open(path, "wb").write(header.ljust(size, b"\0") + bytes(body))
+
+
+def test_a_resealed_index_cannot_reach_outside_the_file_or_overlap(tmp_path):
+    import json
+    path = tmp_path / "m.h5"
+    small_model(seed=1).save(path)
+    size = os.path.getsize(path)
+    cases = {
+        "beyond the end": (lambda e: e["params/0.W"].__setitem__(0, size - 8), "would lie outside the file"),
+        "into the header": (lambda e: e["params/0.W"].__setitem__(0, 8), "would lie outside the file"),
+        "a huge offset": (lambda e: e["params/0.W"].__setitem__(0, 2 ** 62), "would lie outside the file"),
+        "overlapping": (lambda e: e["params/0.b"].__setitem__(0, e["params/0.W"][0]), "overlap"),
+        "big-endian": (lambda e: e["params/0.W"].__setitem__(1, ">f8"), "expected shape (5, 6) and a float dtype"),
+        "another shape": (lambda e: e["params/0.W"].__setitem__(2, [6, 5]), "has shape (6, 5)"),
+        "an extra array": (lambda e: e.__setitem__("extra", [512, "<f8", [1]]), "'extra', which is not part"),
+        "a string offset": (lambda e: e["params/0.W"].__setitem__(0, "512"), "would lie outside the file"),
+    }
+    for name, (change, message) in cases.items():
+        forged = tmp_path / f"{name}.h5"
+        forged.write_bytes(path.read_bytes())
+
+        def edit(index, body, change=change):
+            parsed = json.loads(index)
+            change(parsed["arrays"])
+            return json.dumps(parsed).encode()
+        _reseal(forged, edit)
+        with pytest.raises(mdl.CheckpointError, match=re.escape(message)):
+            mdl.load(forged)
+
+
+def test_mutated_hdf5_metadata_behind_a_resealed_header_is_never_parsed(tmp_path):
+    """Bytes of the HDF5 part changed (metadata that made libhdf5 spin or crash) and the header recomputed:
+    the loader reads only the indexed arrays, so every mutant loads in bounded time and memory, with the
+    original weights where the mutation missed them, or fails with CheckpointError; never a hang or a crash."""
+    path = tmp_path / "m.h5"
+    model = small_model(seed=1)
+    model.save(path)
+    size = int(open(path, "rb").read(512).split(b"header ")[1].split(b"\n")[0])
+    total = os.path.getsize(path)
+    rng = np.random.default_rng(0)
+    offsets = sorted(rng.choice(np.arange(size, total), size=60, replace=False))
+    paths = []
+    for offset in offsets:
+        mutant = tmp_path / f"mutant{offset}.h5"
+        mutant.write_bytes(path.read_bytes())
+        _reseal(mutant, lambda index, body, o=offset: body.__setitem__(o - size, body[o - size] ^ 0xFF))
+        paths.append(mutant)
+    outcomes = _load_each(paths)
+    assert all(seconds < 2 for seconds, _ in outcomes.values())
+    assert {outcome.split(":")[0] for _, outcome in outcomes.values()} <= {"loaded", "CheckpointError"}
+
+
+def test_older_formats_are_refused_before_any_parsing(tmp_path):
+    """Version-1 and version-2 files (the ones whose mutants made HDF5 hang or crash) are not parsed at all."""
+    import hashlib
+    v1 = tmp_path / "v1.h5"
+    with h5py.File(v1, "w") as f:
+        f.attrs["format"] = "minidl-checkpoint"
+        f.create_dataset("params/0.W", data=np.zeros((5, 6)))
+    data = v1.read_bytes()
+    v2 = tmp_path / "v2.h5"
+    digest = hashlib.sha256(data).hexdigest()
+    v2.write_bytes((b"minidl-checkpoint\n" + f"length {len(data)}\nsha256 {digest}\n".encode()).ljust(512, b"\0")
+                   + data)
+    mutants = []
+    for i, offset in enumerate(range(0, len(data), max(1, len(data) // 40))):
+        mutant = tmp_path / f"v1-{i}.h5"
+        flipped = bytearray(data)
+        flipped[offset] ^= 0xFF
+        mutant.write_bytes(bytes(flipped) if flipped.startswith(b"\x89HDF") else data)
+        mutants.append(mutant)
+    outcomes = _load_each([v1, v2] + mutants)
+    assert "written by an older minidl (checkpoint format 2)" in outcomes[str(v2)][1]
+    for path in [v1] + mutants:
+        seconds, outcome = outcomes[str(path)]
+        assert outcome.startswith("CheckpointError") and "trust_old_format=True" in outcome and seconds < 2
