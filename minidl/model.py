@@ -261,10 +261,11 @@ class Sequential:
         from .io import save
         save(self, path, optimizer=optimizer)
 
-    def load_weights(self, path):
-        """Load parameters saved from a model of the same architecture; returns the model."""
+    def load_weights(self, path, trust_old_format=False):
+        """Load parameters saved from a model of the same architecture; returns the model.
+        ``trust_old_format=True`` reads older checkpoint formats through HDF5 (files you trust only)."""
         from .io import load_weights
-        return load_weights(self, path)
+        return load_weights(self, path, trust_old_format)
 
     def get_config(self):
         """The architecture as plain data (used by save/load)."""

@@ -192,11 +192,12 @@ class Trainer:
         save(self.model, path, optimizer=self.optimizer, trainer_state=self.state(), trainer_arrays=best)
 
     @classmethod
-    def load(cls, path, custom_layers=None, **overrides):
-        """Rebuild a trainer saved with :meth:`save`; ``overrides`` (e.g. ``epochs=``) replace settings."""
+    def load(cls, path, custom_layers=None, trust_old_format=False, **overrides):
+        """Rebuild a trainer saved with :meth:`save`; ``overrides`` (e.g. ``epochs=``) replace settings.
+        ``trust_old_format=True`` reads older checkpoint formats through HDF5 (files you trust only)."""
         from .errors import CheckpointError
         from .io import load_checkpoint
-        ckpt = load_checkpoint(path, custom_layers)
+        ckpt = load_checkpoint(path, custom_layers, trust_old_format)
         state = ckpt["trainer"]
         if state is None or ckpt["optimizer"] is None:
             raise CheckpointError(f"{path} holds a model but no trainer state; save it with Trainer.save")
