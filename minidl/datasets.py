@@ -34,19 +34,32 @@ def _data_dir(data_dir):
     return os.fspath(data_dir)
 
 
-def _read_split(path, split):
+def _read_split(path, split, allow_modified=False):
+    """One split: the file's SHA-256 is checked before HDF5 parses a byte of it; a file with another sum is
+    refused unless ``allow_modified``, and every file's datasets are checked (storage, shape, dtype, values)
+    before and after they are read."""
     import h5py
     if not os.path.isfile(path):
         raise MissingDataFileError(f"{path} does not exist; {_HOW_TO_GET}")
+    name = os.path.basename(path)
+    digest = _sha256(path)
+    if digest != CAT_FILES[name] and not allow_modified:
+        raise DataFileError(f"{path} has sha256 {digest}, not the {name} minidl knows ({CAT_FILES[name]}); a "
+                            f"modified or foreign copy is not parsed by default: {_HOW_TO_GET}, or pass "
+                            f"allow_modified=True to read a copy you trust (its storage, shapes, dtypes and values "
+                            f"are then checked)")
     if not h5py.is_hdf5(path):
         raise DataFileError(f"{path} is not an HDF5 file (truncated or another format); "
-                            f"expected sha256 {CAT_FILES[os.path.basename(path)]}; {_HOW_TO_GET}")
+                            f"expected sha256 {CAT_FILES[name]}; {_HOW_TO_GET}")
     x_key, y_key = f"{split}_set_x", f"{split}_set_y"
+    size = os.path.getsize(path)
     try:
         with h5py.File(path, "r") as f:
             missing = [key for key in (x_key, y_key, "list_classes") if key not in f]
             if missing:
                 raise DataFileError(f"{path} lacks the datasets {missing}; it holds {sorted(f.keys())}")
+            for key, kinds in ((x_key, "uif"), (y_key, "uif"), ("list_classes", "S")):
+                _check_dataset(f[key], key, kinds, size, path)
             X, Y, classes = f[x_key][()], f[y_key][()], f["list_classes"][()]
     except DataFileError:
         raise
@@ -55,13 +68,35 @@ def _read_split(path, split):
     if X.ndim != 4 or X.shape[1:] != (64, 64, 3) or Y.shape != (X.shape[0],):
         raise DataFileError(f"{path}: expected {x_key} of shape (m, 64, 64, 3) and {y_key} of shape (m,); "
                             f"received {X.shape} and {Y.shape}")
+    if not (np.all(np.isfinite(X)) and X.min(initial=0) >= 0 and X.max(initial=0) <= 255):
+        raise DataFileError(f"{path}: {x_key} must hold finite pixel values in [0, 255]; received values from "
+                            f"{np.nanmin(X)} to {np.nanmax(X)}" + (" and NaN" if np.isnan(X).any() else ""))
     if not np.isin(Y, (0, 1)).all():
         raise DataFileError(f"{path}: {y_key} must hold labels in {{0, 1}}; received {np.unique(Y).tolist()}")
     return X.reshape(X.shape[0], -1).astype(np.float64) / 255.0, Y.reshape(-1, 1).astype(np.float64), classes
 
 
-def load_cat(data_dir=None, download=False, url=None):
+def _check_dataset(dataset, key, kinds, size, path):
+    """A dataset stored plainly inside the file (no external or virtual storage, no filters), of a dtype of
+    ``kinds`` and no larger than the file: what reading it allocates is bounded by the file."""
+    import h5py
+    if not isinstance(dataset, h5py.Dataset):
+        raise DataFileError(f"{path}: {key} is not a dataset")
+    if dataset.external is not None or dataset.is_virtual or dataset.compression is not None \
+            or dataset.scaleoffset is not None or dataset.nbytes > size:
+        raise DataFileError(f"{path}: {key} is stored outside the file, compressed or larger than the file "
+                            f"({dataset.nbytes:,} bytes in a file of {size:,}); the cat files store their arrays "
+                            f"plainly")
+    if dataset.dtype.kind not in kinds or (kinds == "S" and dataset.dtype.itemsize > 64):
+        expected = "short byte strings" if kinds == "S" else "numbers (int or float, not bool or text)"
+        raise DataFileError(f"{path}: {key} must hold {expected}; received dtype {dataset.dtype}")
+
+
+def load_cat(data_dir=None, download=False, url=None, allow_modified=False):
     """Load the cat / non-cat images, flattened and scaled to [0, 1].
+
+    Each file's SHA-256 is checked against the known one before HDF5 parses it (a data file is a file
+    someone else wrote); a copy with another sum is refused unless ``allow_modified=True``.
 
     Parameters
     ----------
@@ -72,6 +107,10 @@ def load_cat(data_dir=None, download=False, url=None):
         Fetch missing files (see :func:`download_cat`) instead of raising.
     url : str, optional
         Base URL for ``download``.
+    allow_modified : bool
+        Read copies whose SHA-256 differs (your own modified or smaller files), with their storage (no
+        external, virtual or compressed datasets), shapes, dtypes and values (finite pixels in [0, 255],
+        labels 0/1) checked.
 
     Returns
     -------
@@ -84,8 +123,10 @@ def load_cat(data_dir=None, download=False, url=None):
     data_dir = _data_dir(data_dir)
     if download and not all(os.path.isfile(os.path.join(data_dir, name)) for name in CAT_FILES):
         download_cat(data_dir, url=url)
-    X_train, Y_train, classes = _read_split(os.path.join(data_dir, "train_catvnoncat.h5"), "train")
-    X_test, Y_test, _ = _read_split(os.path.join(data_dir, "test_catvnoncat.h5"), "test")
+    if not isinstance(allow_modified, bool):
+        raise InputTypeError(f"allow_modified must be True or False; received {type(allow_modified).__name__}")
+    X_train, Y_train, classes = _read_split(os.path.join(data_dir, "train_catvnoncat.h5"), "train", allow_modified)
+    X_test, Y_test, _ = _read_split(os.path.join(data_dir, "test_catvnoncat.h5"), "test", allow_modified)
     return X_train, Y_train, X_test, Y_test, classes
 
 
@@ -120,8 +161,11 @@ def download_cat(data_dir, url=None, timeout=60):
 
 
 def _sha256(path):
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _atomic_write(path, payload):
