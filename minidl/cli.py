@@ -10,6 +10,8 @@ import os
 import sys
 
 DIVERGED = 3       # exit status of a run whose cost blew up
+INTERRUPTED = 130  # exit status after Ctrl-C, as shells report 128 + SIGINT
+TRAINING_COPIES = 5  # parameters, gradients, two Adam moments and a temporary: what training holds per parameter
 
 
 def _number(text, kind):
@@ -83,3 +85,29 @@ def say_diverged(initial_cost, final, lr, where=None):
         what = f"went from {initial_cost:.4g} before training to {final:.4g}"
     print(f"training diverged: the cost {what}; lower --lr (now {lr:g})", file=sys.stderr)
     return DIVERGED
+
+
+def memory_bytes():
+    """This machine's physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_trainable(widths, flag, itemsize=8):
+    """Raise ValueError (an argument error) when a network of these widths cannot be trained in this memory."""
+    n_params = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    need, have = n_params * itemsize * TRAINING_COPIES, memory_bytes()
+    if have is not None and need > have:
+        raise ValueError(f"{flag}: a network of widths {widths} has {n_params:,} parameters, which need about "
+                         f"{need / 2 ** 30:,.1f} GiB to train; this machine has {have / 2 ** 30:,.1f} GiB")
+
+
+def interrupted(trainer, total_epochs, save=None):
+    """Say where Ctrl-C stopped training (and save what was trained, if asked); returns the exit status."""
+    print(f"interrupted at epoch {trainer.epoch + 1} of {total_epochs} (after {trainer.step} updates)",
+          file=sys.stderr)
+    if save is not None:
+        save()
+    return INTERRUPTED

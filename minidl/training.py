@@ -1,6 +1,9 @@
 """Trainer: mini-batch training with a debug mode that checks the gradients as it goes."""
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -84,6 +87,7 @@ class Trainer:
         self.history = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": [], "gradchecks": []}
         self._best = None
         self.stopped_early = False
+        self.interrupted = False
 
     def __repr__(self):
         return (f"Trainer(model={self.model!r}, optimizer={self.optimizer!r}, epochs={self.epochs}, "
@@ -104,6 +108,9 @@ class Trainer:
         dict
             ``cost``, ``accuracy`` (training set, eval mode, after each epoch), ``val_cost``,
             ``val_accuracy``, and ``gradchecks``: a list of ``(step, GradCheckReport)``.
+
+        Ctrl-C stops training after the update in progress (the model is never half-updated) by raising
+        KeyboardInterrupt; ``trainer.interrupted`` is then True and ``trainer.epoch`` counts the finished epochs.
         """
         model = self.model
         X, Y = model._check_XY(X, Y)
@@ -114,12 +121,37 @@ class Trainer:
             Y_val = model._check_XY(X_val, validation[1])[1]
         elif self.patience is not None:
             raise InputError("patience needs validation data: pass validation=(X_val, Y_val) to fit")
-        m = X.shape[0]
         check_batch = (X[:self.gradcheck_batch], Y[:self.gradcheck_batch])
         if self.debug and self.step == 0:
             self._gradcheck(*check_batch)
         bar = tqdm(total=self.epochs, initial=self.epoch, desc="train", unit="epoch", leave=False,
                    disable=True if not self.progress else None)
+        with self._interrupt_between_steps():
+            self._fit_epochs(X, Y, None if validation is None else (X_val, Y_val), check_batch, bar)
+        return self.history
+
+    @contextlib.contextmanager
+    def _interrupt_between_steps(self):
+        """Ctrl-C during ``fit`` lets the update in progress finish, then raises KeyboardInterrupt, so the model
+        is never left half-updated (``self.interrupted`` says so); a second Ctrl-C interrupts at once. Only in
+        the main thread, and only where Python's own SIGINT handler is installed."""
+        self.interrupted = False
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+
+        def later(signum, frame):
+            self.interrupted = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, later)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _fit_epochs(self, X, Y, validation, check_batch, bar):
+        model, m = self.model, X.shape[0]
         try:
             while self.epoch < self.epochs and not self.stopped_early:
                 order = self.rng.permutation(m)
@@ -132,12 +164,15 @@ class Trainer:
                                              f"{self.optimizer.lr:g}) or run with debug=True to find the layer")
                     self.optimizer.step(model)
                     self.step += 1
+                    if self.interrupted:
+                        raise KeyboardInterrupt(f"training interrupted at epoch {self.epoch + 1} of {self.epochs}, "
+                                                f"after {self.step} updates")
                     if self.debug and self.step == self.gradcheck_after:
                         self._gradcheck(*check_batch)
                 self.epoch += 1
                 self._record(X, Y, "")
                 if validation is not None:
-                    self._record(X_val, Y_val, "val_")
+                    self._record(*validation, "val_")
                 bar.update(1)
                 bar.set_postfix({key: f"{values[-1]:.4f}" for key, values in self.history.items()
                                  if key != "gradchecks" and values})
@@ -148,7 +183,6 @@ class Trainer:
                     break
         finally:
             bar.close()
-        return self.history
 
     @property
     def best_epoch(self):

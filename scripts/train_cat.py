@@ -52,13 +52,18 @@ def build_parser():
     return parser
 
 
-def parse_layers(text):
+def parse_layers(text, itemsize=8):
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise ValueError(f"--layers must be comma-separated integers such as 20,7,5, with no empty item; "
+                         f"received {text!r}")
     try:
-        widths = [int(part) for part in text.split(",") if part.strip()]
+        widths = [int(part) for part in parts]
     except ValueError:
         raise ValueError(f"--layers must be comma-separated integers such as 20,7,5; received {text!r}") from None
-    if not widths or min(widths) < 1:
+    if min(widths) < 1:
         raise ValueError(f"--layers must list positive widths such as 20,7,5; received {text!r}")
+    cli.check_trainable([12288] + widths + [1], "--layers", itemsize)
     return widths
 
 
@@ -71,6 +76,17 @@ def build_model(widths, l2, dropout, seed, dtype):
         n_in = width
     layers += [mdl.Dense(n_in, 1), mdl.Sigmoid()]
     return mdl.Sequential(layers, loss=mdl.BinaryCrossEntropy(l2=l2), seed=seed, dtype=dtype)
+
+
+def fold_mean(model, mu):
+    """Fold the centering into the first bias: (X - mu) @ W + b = X @ W + (b - mu @ W)."""
+    first = model.layers[0].params
+    first["b"] -= (mu @ first["W"]).astype(first["b"].dtype)
+
+
+def save(model, path):
+    model.save(path)
+    print(f"saved to {path}")
 
 
 def plot(history, path):
@@ -101,6 +117,10 @@ def main(argv=None):
     if args.data_dir is None:
         parser.error("no data folder: pass --data-dir DIR or set MINIDL_DATA_DIR (see data/README.md)")
     try:
+        widths = parse_layers(args.layers, 4 if args.float32 else 8)      # before any data is read
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
         X_train, Y_train, X_test, Y_test, _ = mdl.datasets.load_cat(args.data_dir, download=args.download)
     except (mdl.DataFileError, OSError) as exc:
         parser.error(str(exc))
@@ -109,8 +129,7 @@ def main(argv=None):
             import importlib.util
             if importlib.util.find_spec("matplotlib") is None:
                 raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'")
-        model = build_model(parse_layers(args.layers), args.l2, args.dropout, args.seed,
-                            np.float32 if args.float32 else np.float64)
+        model = build_model(widths, args.l2, args.dropout, args.seed, np.float32 if args.float32 else np.float64)
         validation = None
         if args.val_split:
             X_train, Y_train, X_val, Y_val = mdl.datasets.train_val_split(X_train, Y_train, args.val_split,
@@ -128,10 +147,17 @@ def main(argv=None):
     # switching on or off together; it is folded into the first bias after training, so the model that is
     # evaluated and saved takes raw pixels: (X - mu) @ W + b = X @ W + (b - mu @ W).
     mu = np.zeros(X_train.shape[1]) if args.no_center else X_train.mean(axis=0)
-    initial_cost = model.cost(X_train - mu, Y_train)
+
+    def fold_and_save():
+        fold_mean(model, mu)
+        save(model, args.save)
+
     try:
+        initial_cost = model.cost(X_train - mu, Y_train)
         history = trainer.fit(X_train - mu, Y_train,
                               validation=None if validation is None else (validation[0] - mu, validation[1]))
+    except KeyboardInterrupt:
+        return cli.interrupted(trainer, args.epochs, fold_and_save if args.save else None)
     except mdl.GradientCheckError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -139,8 +165,7 @@ def main(argv=None):
         return cli.say_diverged(initial_cost, float("nan"), args.lr, where=f"step {trainer.step + 1}")
     if cli.diverged(initial_cost, history):
         return cli.say_diverged(initial_cost, history["cost"][-1], args.lr)
-    first = model.layers[0].params
-    first["b"] -= (mu @ first["W"]).astype(first["b"].dtype)
+    fold_mean(model, mu)
     stopped = cli.early_stopping_line(trainer)
     if stopped:
         print(stopped)
@@ -150,8 +175,7 @@ def main(argv=None):
     print(f"epochs {len(history['cost'])}  cost {cost:.4f}  "
           f"train accuracy {train_accuracy:.1%}  test accuracy {test_accuracy:.1%}")
     if args.save:
-        model.save(args.save)
-        print(f"saved to {args.save}")
+        save(model, args.save)
     if args.plot:
         try:
             plot(history, args.plot)
@@ -163,4 +187,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:          # outside training (loading data, evaluating): nothing to save
+        print("interrupted", file=sys.stderr)
+        sys.exit(cli.INTERRUPTED)

@@ -33,6 +33,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     X, Y = mdl.datasets.xor()
     try:
+        cli.check_trainable([2, args.hidden, 1], "--hidden")
         layers = [mdl.Dense(2, args.hidden), mdl.Tanh()]
         layers += [mdl.Dropout(args.dropout)] if args.dropout else []
         model = mdl.Sequential(layers + [mdl.Dense(args.hidden, 1), mdl.Sigmoid()],
@@ -41,10 +42,12 @@ def main(argv=None):
                               debug=args.debug or None, gradcheck_after=args.gradcheck_after)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
-    print(model)
-    initial_cost = model.cost(X, Y)
+    print(model, flush=True)
     try:
+        initial_cost = model.cost(X, Y)
         history = trainer.fit(X, Y)
+    except KeyboardInterrupt:
+        return cli.interrupted(trainer, args.epochs, (lambda: save(model, args.save)) if args.save else None)
     except mdl.GradientCheckError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -59,10 +62,18 @@ def main(argv=None):
     for x, y, a in zip(X, Y, A):
         print(f"  {x.astype(int).tolist()} -> {a[0]:.3f} (label {int(y[0])})")
     if args.save:
-        model.save(args.save)
-        print(f"saved to {args.save}")
+        save(model, args.save)
     return 0
 
 
+def save(model, path):
+    model.save(path)
+    print(f"saved to {path}")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(cli.INTERRUPTED)

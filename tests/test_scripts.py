@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import minidl as mdl
@@ -157,3 +158,37 @@ def test_course_gradcheck_runs_the_walkthrough_without_data():
     assert "random data" in out and out.count("PASSED") == 1 and out.count("FAILED") == 1
     assert "grads: dW2 is 2 times the right value" in out and "grads: db1 is 4 = m times the right value" in out
     assert "timing, side by side: the course's loop" in out
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train_xor.py", ["--hidden", "99999999999"], "--hidden: a network of widths [2, 99999999999, 1] has "
+                                                  "399,999,999,997 parameters, which need about"),
+    ("train_cat.py", ["--layers", "99999999999", "--data-dir", "/nonexistent"],
+     "--layers: a network of widths [12288, 99999999999, 1] has 1,228,999,999,987,711 parameters"),
+    ("train_cat.py", ["--layers", "20,,5", "--data-dir", "/nonexistent"],
+     "--layers must be comma-separated integers such as 20,7,5, with no empty item; received '20,,5'"),
+], ids=["xor width beyond memory", "cat width beyond memory", "empty item"])
+def test_layer_widths_are_bounded_before_anything_is_read_or_allocated(script, args, message):
+    result = run(script, *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr      # main: a NumPy traceback
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_training_cleanly_saves_and_exits_130(tmp_path):
+    import signal
+    environment = dict(os.environ)
+    environment.pop("MINIDL_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train_xor.py"), "--epochs", "10000000",
+                             "--save", str(tmp_path / "xor.h5")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=environment, cwd=ROOT)
+    for line in proc.stdout:                 # the summary's last line: training starts right after it
+        if line.startswith("total parameters"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted at epoch " in err and " of 10000000 (after " in err
+    assert "saved to" in out
+    model = mdl.load(tmp_path / "xor.h5")         # a whole model: never half-updated
+    assert np.all(np.isfinite(model.layers[0].params["W"]))

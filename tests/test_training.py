@@ -201,3 +201,29 @@ def test_divergence_is_an_error_not_nan_weights():
                                                  r"lower the learning rate \(now 0.001\) or run with debug=True"):
         mdl.Trainer(model, epochs=3, progress=False).fit(X, Y)
     assert all(np.array_equal(a, b) for a, b in zip(before, weights(model)))    # no NaN update applied
+
+
+def test_ctrl_c_finishes_the_update_in_progress_then_raises():
+    import os
+    import signal
+    X, Y = mdl.datasets.xor()
+
+    class SignalledAdam(mdl.Adam):
+        def step(self, model):
+            if self.t == 2:                  # Ctrl-C arrives in the middle of the third update
+                os.kill(os.getpid(), signal.SIGINT)
+            super().step(model)
+
+    model = mdl.Sequential([mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=0)
+    trainer = mdl.Trainer(model, SignalledAdam(0.05), epochs=10, batch_size=1, progress=False)
+    with pytest.raises(KeyboardInterrupt, match="training interrupted at epoch 1 of 10, after 3 updates"):
+        trainer.fit(X, Y)
+    assert trainer.interrupted and trainer.step == 3 and trainer.epoch == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    reference = mdl.Sequential([mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()], seed=0)
+    order = mdl.Trainer(reference, mdl.Adam(0.05), seed=0, progress=False).rng.permutation(4)   # the same shuffle
+    optimizer = mdl.Adam(0.05)
+    for i in order[:3]:
+        reference.backward(X[i:i + 1], Y[i:i + 1], training=True)
+        optimizer.step(reference)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(model.named_parameters(), reference.named_parameters()))
