@@ -141,3 +141,23 @@ def test_dropout_between_a_dense_and_its_relu_is_an_affine_tail_with_dropout_off
     for a, b in zip(fast.groups, loop.groups):
         assert_same_central_differences(a, b, fast.epsilon)
     assert fast.passed and fast.kinks == loop.kinks
+
+
+def test_the_checks_memory_grows_by_a_fraction_of_an_example_per_example():
+    """The cat network's check holds no copy of X (main: four, 1.09 GB at m = 2,000): beyond the caller's own
+    X (96 KiB per example) it grows by about 20 KiB per example, the isfinite mask and the activations."""
+    peaks = {}
+    for m in (200, 800):
+        rng = np.random.default_rng(0)
+        X = rng.integers(0, 256, (m, 12288)) / 255.0
+        Y = rng.integers(0, 2, m)
+        layers = []
+        for n_in, n_out in zip([12288, 20, 7], [20, 7, 5]):
+            layers += [mdl.Dense(n_in, n_out), mdl.ReLU()]
+        model = mdl.Sequential(layers + [mdl.Dense(5, 1), mdl.Sigmoid()], seed=0)
+        tracemalloc.start()
+        assert model.gradcheck(X, Y).passed
+        peaks[m] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    per_example = (peaks[800] - peaks[200]) / 600
+    assert per_example < 40 * 1024, per_example          # X itself is 98,304 bytes per example

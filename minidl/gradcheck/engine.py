@@ -46,6 +46,7 @@ _OWN_LAYERS = tuple(BUILT_IN_LAYERS.values())      # never write into their inpu
 BLOCK = 1 << 18           # values per block of the affine path (2 MB: stays in cache)
 STACK_BYTES = 64 << 20    # stacked activations per chunk of the exact paths
 JACOBIAN_VALUES = 1 << 22  # largest Jacobian of one example's unit against the later units (32 MB)
+TRANSPOSE_BYTES = 16 << 20  # activations up to this size also get a transposed copy (contiguous columns)
 
 
 def perturb_each(array, flat, h, change):
@@ -74,7 +75,7 @@ def row_steps(inputs, epsilon):
     largest input is beyond ``MOVE_LIMIT`` get ``h_i = epsilon * MOVE_LIMIT / max_r |inputs[r, i]|``, so
     no unit moves by more than ``MOVE_LIMIT * epsilon``; the rest keep epsilon.
     """
-    largest = np.abs(inputs).max(axis=0, initial=0.0)
+    largest = np.maximum(inputs.max(axis=0, initial=0.0), -inputs.min(axis=0, initial=0.0))   # no |inputs| copy
     if largest.max(initial=0.0) <= MOVE_LIMIT:
         return None
     return epsilon * (MOVE_LIMIT / np.maximum(largest, MOVE_LIMIT))
@@ -102,6 +103,24 @@ def _call(layer, A, training):
     if not A.flags.writeable and type(layer) not in _OWN_LAYERS:
         A = A.copy()
     return layer.forward(A, training)
+
+
+def _row_margins(A, values=1 << 20):
+    """``min_c |A[r, c]|`` per row, computed a block of rows at a time (no temporary the size of A)."""
+    out = np.empty(A.shape[0])
+    rows = max(1, values // max(1, A.shape[1]))
+    for r0 in range(0, A.shape[0], rows):
+        np.min(np.abs(A[r0:r0 + rows]), axis=1, initial=np.inf, out=out[r0:r0 + rows])
+    return out
+
+
+def _abs_product(A, absW, values=1 << 20):
+    """``|A| @ absW`` a block of rows at a time (no temporary the size of A)."""
+    out = np.empty((A.shape[0], absW.shape[1]))
+    rows = max(1, values // max(1, A.shape[1]))
+    for r0 in range(0, A.shape[0], rows):
+        np.matmul(np.abs(A[r0:r0 + rows]), absW, out=out[r0:r0 + rows])
+    return out
 
 
 def _frozen(A):
@@ -146,7 +165,8 @@ class Evaluator:
         frozen = masks is not None
         for i, mask in (masks or {}).items():
             net.layers[i].fixed_mask = mask
-        self.net, self.X, self.Y = net, _frozen(np.array(X, dtype=np.float64)), Y
+        # a read-only view of the caller's float64 X (a copy only for another dtype): X is the largest array here
+        self.net, self.X, self.Y = net, _frozen(np.asarray(X, dtype=np.float64).view()), Y
         self.m = X.shape[0]
         self.training = frozen
         self.body = net.body
@@ -166,11 +186,12 @@ class Evaluator:
         self.rowwise = [s.rowwise for s in self.shortcuts]
         self.patterns = [layer.kink_pattern(A) if s.kinks else None
                          for layer, A, s in zip(self.body, self.acts, self.shortcuts)]
-        # Column j of an activation is row j of its transpose: contiguous to gather.
-        self.actsT = [_frozen(np.ascontiguousarray(A.T)) for A in self.acts]
+        # Column j of an activation is row j of its transpose: contiguous to gather. Not for an activation as
+        # large as TRANSPOSE_BYTES (the input of a wide first layer): its columns are gathered where needed.
+        self.actsT = [_frozen(np.ascontiguousarray(A.T)) if A.nbytes <= TRANSPOSE_BYTES else None for A in self.acts]
         self.patternsT = [None if P is None else np.ascontiguousarray(P.T) for P in self.patterns]
-        # Per example, how close a layer's input comes to 0 (where ReLU's kink is).
-        self.margins = [np.abs(A).min(axis=1, initial=np.inf) for A in self.acts]
+        # Per example, how close a layer's input comes to 0 (where ReLU's kink is), a block of rows at a time.
+        self.margins = [_row_margins(A) for A in self.acts]
         self.base_losses = net.loss.losses(self.acts[-1], Y, net.logit_head)[:, 0]
         self.rowwise_from = [all(self.rowwise[k:]) for k in range(len(self.body) + 1)]
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
@@ -180,6 +201,17 @@ class Evaluator:
         loss_type = type(net.loss)
         self.closed_form_l2 = (loss_type.penalty is BinaryCrossEntropy.penalty
                                and loss_type.dpenalty is BinaryCrossEntropy.dpenalty)
+
+    def columns(self, k, index):
+        """Columns ``index`` of ``acts[k]`` as rows ``(len(index), m)``."""
+        if self.actsT[k] is not None:
+            return self.actsT[k][index]
+        return np.take(self.acts[k], index, axis=1).T
+
+    def _input_for(self, layer):
+        """X for a forward pass from the start: the read-only X itself for minidl's own layers (which never
+        write into their input), a copy for a layer of the user's."""
+        return self.X if type(layer) in _OWN_LAYERS else self.X.copy()
 
     # -- what the checks ask for
     def named_params(self):
@@ -191,7 +223,7 @@ class Evaluator:
     def analytic(self):
         """The copy's own backprop at theta: ``{name: gradient}``, arrays no later call writes into
         (minidl's layers assign fresh arrays in every backward; a user's layer's are copied)."""
-        self.net._backprop(self.X.copy(), self.Y, training=self.training)
+        self.net._backprop(self._input_for(self.body[0]), self.Y, training=self.training)
         own = {id(layer) for layer in self.net.layers if type(layer) in _OWN_LAYERS}
         return {f"{i}.{p}": layer.grads[p] if id(layer) in own else layer.grads[p].copy()
                 for i, layer in enumerate(self.net.layers) for p in layer.params}
@@ -215,7 +247,7 @@ class Evaluator:
     def cost_at(self, theta, names):
         """J at a flattened theta (used by scipy's check_grad)."""
         with self.at(theta, names):
-            return self.net._cost(self.X.copy(), self.Y, self.training)
+            return self.net._cost(self._input_for(self.body[0]), self.Y, self.training)
 
     def crosses_kink(self, theta, names):
         """Whether some layer's kink pattern at a flattened theta differs from the one at the check's
@@ -383,7 +415,7 @@ class Evaluator:
             layer, A, out = self.body[k2], self.acts[k2], self.acts[k2 + 1]
             if _is_plain_dense(layer):
                 absW = np.abs(layer.params["W"])
-                rounding = np.abs(A) @ absW + np.abs(layer.params["b"]) if k2 > k or recomputed else np.abs(out)
+                rounding = _abs_product(A, absW) + np.abs(layer.params["b"]) if k2 > k or recomputed else np.abs(out)
                 delta = u * rounding if delta is None else delta @ absW + u * rounding
             elif delta is None:    # body[k] itself, evaluated whole: its output rounds
                 delta = u * np.abs(out)
@@ -402,7 +434,7 @@ class Evaluator:
         n_out = array.shape[-1]
         cols = flat % n_out
         # W[i, j] moves column j of Z by steps * A_prev[:, i]; b[j] by steps
-        moves = steps[:, None] * (self.actsT[k][flat // n_out] if pname == "W" else np.ones(self.m))
+        moves = steps[:, None] * (self.columns(k, flat // n_out) if pname == "W" else np.ones(self.m))
         if k in self.affine:
             return self.affine_moves(k, cols, moves)
         if self.rowwise_from[k + 1]:
