@@ -121,3 +121,10 @@ def check_choice(value, name, choices):
 def check_seed(value, name="seed"):
     """Return a seed usable by :func:`numpy.random.default_rng` (a non-negative int)."""
     return check_int(value, name, minimum=0)
+
+
+def check_bool(value, name):
+    """Return ``value`` as a bool; only True or False (a NumPy bool too) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False; received {_describe(value)}")
+    return bool(value)

@@ -151,7 +151,8 @@ def test_conversions_round_trip():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda p, X_: (p.__setitem__("W2", np.zeros((4, 3))), X_)[1],
-     r"W2 must have shape \(4, 4\) = \(n_2, n_1\): its columns must match the 4 rows of W1; received \(4, 3\)"),
+     r"W2 must have shape \(4, 4\) = \(n_2, n_1\) as in the course \(n_1 = 4 from the rows of W1 and b1, n_2 = 4 "
+     r"from b2 and the columns of W3\); received \(4, 3\)"),
     (lambda p, X_: (p.__setitem__("b1", np.zeros(4)), X_)[1],
      r"b1 must have shape \(4, 1\) as in the course .*; received \(4,\).*reshape\(-1, 1\)"),
     (lambda p, X_: (p.pop("W2"), p.pop("b2"), X_)[2],
@@ -238,3 +239,141 @@ def test_the_drop_in_check_of_the_cat_network(cat_dir):
     assert report.passed and report.n_checked == 245_973, report.summary()
     gradients["dW3"] = 2 * gradients["dW3"]
     assert course.gradient_check_n(parameters, gradients, X_, Y_).failed_parameters == ["W3"]
+
+
+# ------------------------------------------------------------------ round two: the course's own conventions
+def test_correct_float32_learner_code_passes_and_a_float32_bug_is_still_named():
+    failures = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        X32 = rng.standard_normal((5, 9)).astype(np.float32)
+        Y32 = (rng.random((1, 9)) > 0.5).astype(np.float32)
+        parameters = {k: v.astype(np.float32) for k, v in initialize_parameters(DIMS, seed=seed).items()}
+        AL, caches = L_model_forward(X32, parameters)
+        gradients = L_model_backward(AL, Y32, caches, parameters, 0.7)
+        assert gradients["dW1"].dtype == np.float32
+        result = course.gradient_check_n(parameters, gradients, X32, Y32, lambd=0.7,
+                                         cost=compute_cost(AL, Y32, parameters, 0.7))
+        if not result.passed:                  # main: 20 of 20 fail, "dW1 is 1 times the right value"
+            failures.append((seed, result.summary()))
+    assert failures == []
+    gradients = L_model_backward(AL, Y32, caches, parameters, 0.7, mistake="dW2 doubled")
+    result = course.gradient_check_n(parameters, gradients, X32, Y32, lambd=0.7)
+    assert result.failed_parameters == ["W2"] and result.diagnosis[0].numbers["factor"] == pytest.approx(2.0, 1e-5)
+
+
+def test_the_result_is_the_courses_number_and_carries_the_report(capsys):
+    parameters, gradients, _ = learner(mistake="dW2 doubled")
+    difference = course.gradient_check_n(parameters, gradients, X, Y, lambd=0.7)
+    assert isinstance(difference, float) and float(difference) == difference.report.difference
+    assert difference > 2e-7 and not difference < 2e-7           # main: TypeError
+    assert f"{difference:.2e}" == f"{difference.report.difference:.2e}"
+    assert not difference.passed and difference.failed_parameters == ["W2"]
+    assert str(difference).startswith("Gradient check of the course's 3-layer network")
+    assert "<table>" in difference._repr_html_() and "FAILED" in difference._repr_html_()
+    course.gradient_check_n(parameters, gradients, X, Y, 1e-7, True, lambd=0.7)   # the course's positional form
+    out = capsys.readouterr().out                                  # main: "unexpected keyword argument 'print_msg'"
+    assert f"There is a mistake in the backward propagation! difference = {float(difference)}" in out
+    assert "dW2 is 2 times the right value" in out
+    parameters, gradients, _ = learner()
+    course.gradient_check_n(parameters, gradients, X, Y, lambd=0.7, print_msg=True)
+    assert "Your backward propagation works perfectly fine! difference = " in capsys.readouterr().out
+
+
+def forward_propagation_n(X_, Y_, parameters):
+    """The course's signature: (X, Y, parameters) -> (cost, cache)."""
+    AL, caches = L_model_forward(X_, parameters)
+    return compute_cost(AL, Y_.reshape(1, -1), parameters), caches
+
+
+def test_both_of_the_courses_forward_signatures_are_accepted_and_others_named():
+    parameters, gradients, _ = learner(lambd=0.0)
+    assert course.gradient_check_n(parameters, gradients, X, Y, forward=forward_propagation_n).passed
+    assert course.gradient_check_n(parameters, gradients, X, Y, forward=L_model_forward).passed
+    broken = lambda X_, Y_, p: (forward_propagation_n(X_, Y_, p)[0] * 1.01, None)     # noqa: E731
+    assert course.gradient_check_n(parameters, gradients, X, Y, forward=broken).diagnosis[0].kind == "cost"
+    with pytest.raises(mdl.InputTypeError, match=r"forward must be the course's L_model_forward\(X, parameters\) -> "
+                                                 r"\(AL, caches\) or forward_propagation_n\(X, Y, parameters\) -> "
+                                                 r"\(cost, cache\); received a function of 1 required arguments"):
+        course.gradient_check_n(parameters, gradients, X, Y, forward=lambda X_: None)
+
+
+def test_shape_messages_blame_the_array_that_disagrees():
+    parameters, gradients, _ = learner()
+    wrong = dict(parameters, W1=parameters["W1"].T)        # main: "b1 must have shape (4, 1) ... received (5, 1)"... or
+    with pytest.raises(mdl.InputError, match=r"W1 must have shape \(4, 5\) = \(n_1, n_0\) .*; received \(5, 4\): "
+                                             r"transposed\? use W1\.T"):
+        course.gradient_check_n(wrong, gradients, X, Y)
+    dims = [5, 4, 3, 1]
+    parameters = initialize_parameters(dims)
+    AL, caches = L_model_forward(X, parameters)
+    gradients = L_model_backward(AL, Y, caches, parameters)
+    wrong = dict(parameters, W2=parameters["W2"].T)        # main: "W2 must have shape (5, 5)"
+    with pytest.raises(mdl.InputError, match=r"W2 must have shape \(3, 4\) = \(n_2, n_1\) .*; received \(4, 3\): "
+                                             r"transposed\? use W2\.T"):
+        course.gradient_check_n(wrong, gradients, X, Y)
+    with pytest.raises(mdl.InputError, match=r"layers_dims must match the arrays: parameters and X give \[5, 4, 3, 1\]; "
+                                             r"received \[5, 4, 4, 1\]"):
+        course.gradient_check_n(parameters, gradients, X, Y, layers_dims=[5, 4, 4, 1])
+    assert course.gradient_check_n(parameters, gradients, X, Y, layers_dims=dims).passed
+
+
+def test_the_hidden_activation_is_inferred_from_the_cost_or_named():
+    parameters, gradients, cost = learner(hidden="tanh")
+    result = course.gradient_check_n(parameters, gradients, X, Y, lambd=0.7, cost=cost)    # hidden not given
+    assert result.passed and "(tanh, lambd=0.7)" in str(result)            # main: "your forward pass or cost is wrong"
+    result = course.gradient_check_n(parameters, gradients, X, Y, lambd=0.7, cost=cost, hidden="relu")
+    finding = result.diagnosis[0]
+    assert finding.kind == "hidden" and finding.message == ("checked as ReLU hidden layers (hidden='relu'); your cost "
+                                                            "matches Tanh hidden layers: pass hidden='tanh'")
+
+
+# The course notebook's own test case (gradient_check_n_test_case, np.random.seed(1)) and its broken
+# backward_propagation_n (dW2 doubled, db1 with 4/m), written here from the course's conventions.
+def notebook_test_case():
+    np.random.seed(1)
+    x = np.random.randn(4, 3)
+    y = np.array([1, 1, 0])
+    parameters = {"W1": np.random.randn(5, 4), "b1": np.random.randn(5, 1), "W2": np.random.randn(3, 5),
+                  "b2": np.random.randn(3, 1), "W3": np.random.randn(1, 3), "b3": np.random.randn(1, 1)}
+    return x, y, parameters
+
+
+def notebook_backward(x, y, parameters, broken=True):
+    m = x.shape[1]
+    AL, caches = L_model_forward(x, parameters)
+    (A0, Z1), (A1, Z2), (A2, Z3) = caches
+    dZ3 = AL - y
+    grads = {"dW3": dZ3 @ A2.T / m, "db3": dZ3.sum(axis=1, keepdims=True) / m}
+    dZ2 = (parameters["W3"].T @ dZ3) * (A2 > 0)
+    grads["dW2"] = dZ2 @ A1.T / m * (2 if broken else 1)
+    grads["db2"] = dZ2.sum(axis=1, keepdims=True) / m
+    dZ1 = (parameters["W2"].T @ dZ2) * (A1 > 0)
+    grads["dW1"] = dZ1 @ A0.T / m
+    grads["db1"] = dZ1.sum(axis=1, keepdims=True) * ((4 if broken else 1) / m)
+    return grads
+
+
+def test_the_courses_own_test_case_gives_its_published_number_and_names_both_mistakes():
+    x, y, parameters = notebook_test_case()
+    gradients = notebook_backward(x, y, parameters)
+    difference = course.gradient_check_n(parameters, gradients, x, y)   # y of shape (m,), as the notebook passes it
+    assert abs(difference - 0.2850931567761624) < 1e-6                   # the notebook prints 0.2850931567761624
+    assert difference > 2e-7
+    named = {(f.quantity, f.kind, round(f.numbers["factor"], 6)) for f in difference.diagnosis}
+    assert named == {("dW2", "factor", 2.0), ("db1", "factor", 4.0)}
+    assert course.gradient_check_n(parameters, notebook_backward(x, y, parameters, broken=False), x, y) < 2e-7
+
+
+def test_the_one_dimensional_exercise_is_check_gradient():
+    """The notebook's first part: J(theta) = theta * x, dJ/dtheta = x, checked as the README shows."""
+    def forward_propagation(x, theta):
+        return theta * x
+
+    def backward_propagation(x, theta):
+        return x
+
+    x, theta = 2.0, 4.0           # numbers, as in the notebook
+    report = mdl.check_gradient(lambda t: forward_propagation(x, t), lambda t: backward_propagation(x, t), theta)
+    assert report.passed and report.difference < 2e-7
+    assert not mdl.check_gradient(lambda t: forward_propagation(x, t), lambda t: x + 1, theta).passed

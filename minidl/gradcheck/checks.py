@@ -421,7 +421,8 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
         leaves = [(name, check_array(value, f"theta{_access(path)}", ndim=np.ndim(value) or 1).copy())
                   for name, path, value in _leaves(theta)]
     else:
-        leaves = [("theta", np.atleast_1d(check_array(theta, "theta", ndim=np.ndim(theta) or 1)).copy())]
+        theta = np.atleast_1d(theta) if np.ndim(theta) == 0 else theta     # a number, as in the course's 1-D part
+        leaves = [("theta", check_array(theta, "theta", ndim=np.ndim(theta)).copy())]
     if not leaves:
         raise InputError("theta must hold at least one array; received an empty structure")
     arrays = [array for _, array in leaves]

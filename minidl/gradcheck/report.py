@@ -1,4 +1,6 @@
 """GradCheckReport: the verdict of a gradient check, per parameter and per coordinate, and its printout."""
+import html
+
 import numpy as np
 
 from ..validation import check_int
@@ -213,6 +215,28 @@ class GradCheckReport:
     def __repr__(self):
         return f"<GradCheckReport {self.summary()}>"
 
+    def _repr_html_(self):
+        """The report in a notebook: the verdict coloured, the findings first, a row per parameter."""
+        colour = "#1a7f37" if self.passed else "#cf222e"
+        verdict = "PASSED" if self.passed else "FAILED"
+        parts = [f"<p><b>Gradient check of {html.escape(self.title)}: <span style='color:{colour}'>{verdict}</span>"
+                 f"</b> &nbsp; difference {self.difference:.2e} ({html.escape(self.verdict())}) over "
+                 f"{self.n_checked:,} coordinates, epsilon {self.epsilon:g}</p>"]
+        if self.diagnosis or self.isolation:
+            items = ([f"<li><i>isolated:</i> {html.escape(self.isolation)}</li>"] if self.isolation else []) + \
+                [f"<li>{html.escape(f.message)}</li>" for f in self.diagnosis]
+            parts.append(f"<p><b>diagnosis</b></p><ul>{''.join(items)}</ul>")
+        parts += [f"<p>declaration: {html.escape(note)}</p>" for note in self.declarations]
+        rows = [(g["name"], str(g["shape"]), f"{g['index'].size:,}", f"{self.per_parameter[g['name']]:.2e}",
+                 f"{int(g['flagged'].sum()):,}", f"{int(g['wrong'].sum()):,}", self.verdict(g["name"]))
+                for g in self.groups]
+        parts.append(_html_table(rows, ("parameter", "shape", "checked", "difference", "flagged", "wrong",
+                                        "verdict")))
+        if self.kinks:
+            parts.append(f"<p>kinks: {len(self.kinks)} coordinates crossed a non-differentiable point and are left "
+                         f"out of the verdict</p>")
+        return "".join(parts)
+
     def __str__(self):
         status = "PASSED" if self.passed else "FAILED"
         out = [f"Gradient check of {self.title}: {status}   difference {self.difference:.2e} "
@@ -277,6 +301,12 @@ class GradCheckReport:
                    f"'wrong' can exceed 'flagged': the largest gradients of every parameter are re-evaluated "
                    f"whatever the screen says, which finds errors below the noise at epsilon.")
         return "\n".join(out)
+
+
+def _html_table(rows, header):
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _ratio(error2, g2, g_num2):
