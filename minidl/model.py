@@ -294,6 +294,16 @@ class Sequential:
 
     __str__ = summary
 
+    def _repr_html_(self):
+        """The summary table in a notebook."""
+        import html
+        rows = "".join(f"<tr><td>{i}</td><td>{html.escape(repr(layer))}</td><td>(m, {width})</td>"
+                       f"<td style='text-align:right'>{sum(v.size for v in layer.params.values()):,}</td></tr>"
+                       for i, (layer, width) in enumerate(zip(self.layers, self.widths)))
+        return (f"<table><thead><tr><th>#</th><th>layer</th><th>output shape</th><th>params</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table><p>total parameters: {self.n_params:,} &nbsp; loss: "
+                f"{html.escape(repr(self.loss))} &nbsp; dtype: {self.dtype.name}</p>")
+
 
 def _require_finite(array, what):
     if not np.all(np.isfinite(array)):

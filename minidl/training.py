@@ -4,14 +4,37 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():      # in a notebook without ipywidgets tqdm.auto warns, then uses text bars
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from .errors import GradientCheckError, InputError, InputTypeError, NonFiniteError
 from .model import Sequential
 from .optim import Adam, Optimizer
 from .validation import check_int, check_seed
+
+
+class History(dict):
+    """What ``fit`` records: a dict of lists (``cost``, ``accuracy``, ``val_cost``, ``val_accuracy``, one entry
+    per epoch; ``gradchecks``, ``(step, GradCheckReport)`` pairs) that renders as a table in a notebook."""
+
+    def _repr_html_(self):
+        import html
+        columns = [key for key in ("cost", "accuracy", "val_cost", "val_accuracy") if self.get(key)]
+        epochs = len(self.get("cost", []))
+        shown = list(range(epochs)) if epochs <= 12 else list(range(5)) + [None] + list(range(epochs - 5, epochs))
+        rows = "".join("<tr><td>...</td>" + "<td></td>" * len(columns) + "</tr>" if e is None else
+                       f"<tr><td>{e + 1}</td>" + "".join(f"<td>{self[c][e]:.4f}</td>" for c in columns) + "</tr>"
+                       for e in shown)
+        checks = "".join(f"<li>step {step}: {html.escape(report.summary())}</li>"
+                         for step, report in self.get("gradchecks", []))
+        header = "".join(f"<th>{c}</th>" for c in ["epoch"] + columns)
+        return (f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>" +
+                (f"<p>gradient checks</p><ul>{checks}</ul>" if checks else ""))
 
 
 def _env_debug():
@@ -84,7 +107,7 @@ class Trainer:
         self.rng = np.random.default_rng(self.seed)
         self.epoch = 0
         self.step = 0
-        self.history = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": [], "gradchecks": []}
+        self.history = History(cost=[], accuracy=[], val_cost=[], val_accuracy=[], gradchecks=[])
         self._best = None
         self.stopped_early = False
         self.interrupted = False

@@ -3,9 +3,13 @@ at epsilon, then hands every parameter to the shared verdict (:func:`noise.judge
 import contextlib
 import copy
 import numbers
+import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():      # in a notebook without ipywidgets tqdm.auto warns, then uses text bars
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from .. import contract
 from ..errors import InputError, InputTypeError
