@@ -177,14 +177,27 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:
             curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
             jumps = _scipy_jumps(ev, plan, groups, epsilon, method)
-        scipy_info = scipy_cross_check(lambda t: ev.cost_at(t, names), g_flat, theta, seed, sigma, curvature,
-                                       passed, jumps=jumps, crosses=lambda t: ev.crosses_kink(t, names))
+        scipy_info = scipy_cross_check(_at_theta_once(lambda t: ev.cost_at(t, names), theta), g_flat, theta, seed,
+                                       sigma, curvature, passed, jumps=jumps, crosses=lambda t: ev.crosses_kink(t, names))
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
                              layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check,
                              declarations=ev.notes)
     report.diagnosis, report.isolation = diagnose_model(ev, report, grads is not None, seed)
     return report
+
+
+def _at_theta_once(J, theta):
+    """``J``, evaluated once at ``theta`` itself: scipy's check and its error model both ask for J(theta)."""
+    memo = []
+
+    def cached(t):
+        if np.array_equal(t, theta):
+            if not memo:
+                memo.append(J(t))
+            return memo[0]
+        return J(t)
+    return cached
 
 
 def _spot(group, array):

@@ -230,19 +230,24 @@ class Evaluator:
 
     @contextlib.contextmanager
     def at(self, theta, names):
-        """The copy's parameters ``names`` set from a flattened ``theta`` for the duration; restored after."""
-        saved, offset = {}, 0
-        params = dict((n, a) for n, _, _, _, a in self.named_params())
+        """The copy's parameters ``names`` taken from a flattened ``theta`` for the duration: minidl's own layers
+        get views of ``theta`` in place of their arrays (no copy of theta's size), a user's layer a copy; the
+        arrays themselves are put back after."""
+        saved, offset = [], 0
+        handles = {n: (layer, p) for n, _, layer, p, _ in self.named_params()}
+        theta = np.asarray(theta, dtype=np.float64)
         for name in names:
-            array = params[name]
-            saved[name] = array.copy()
-            array[...] = theta[offset:offset + array.size].reshape(array.shape)
+            layer, pname = handles[name]
+            array = layer.params[pname]
+            part = theta[offset:offset + array.size].reshape(array.shape)
+            saved.append((layer, pname, array))
+            layer.params[pname] = part if type(layer) in _OWN_LAYERS else part.copy()
             offset += array.size
         try:
             yield
         finally:
-            for name, value in saved.items():
-                params[name][...] = value
+            for layer, pname, array in saved:
+                layer.params[pname] = array
 
     def cost_at(self, theta, names):
         """J at a flattened theta (used by scipy's check_grad)."""
