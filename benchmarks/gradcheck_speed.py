@@ -60,6 +60,18 @@ def timed(fn, repeats):
     return statistics.median(times), peak, result
 
 
+def side_by_side(a, b, repeats):
+    """Median seconds of ``a`` and of ``b``, run alternately (a, b, a, b, ...) so that load hits both alike."""
+    a(), b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 # ------------------------------------------------------------------ the seed-course loop
 def dictionary_to_vector(parameters):
     return np.concatenate([parameters[key].reshape(-1) for key in parameters])
@@ -176,6 +188,10 @@ def main():
     print(f"\n  {'method':<34} {'what it checks':<28} {'seconds':>12} {'vs minidl':>10} {'peak mem':>11}")
     row("minidl gradcheck (fast path)", f"every coordinate ({P:,})", t_full, t_full, peak_full,
         f"median of {repeats}")
+    t_default, t_bare = side_by_side(lambda: model.gradcheck(X, Y), lambda: model.gradcheck(X, Y, scipy_check=False),
+                                     max(repeats, 15))
+    row("minidl gradcheck, default settings", "every coordinate + scipy", t_default, t_full, 0,
+        f"scipy's cross-check on: {t_default / t_bare:.2f}x the check without it (interleaved medians)")
     X_cont = np.random.default_rng(1).random(X.shape)
     t_cont, peak_cont, _ = timed(lambda: model.gradcheck(X_cont, Y, scipy_check=False), repeats)
     row("minidl, continuous random inputs", "every coordinate", t_cont, t_full, peak_cont,

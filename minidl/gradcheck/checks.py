@@ -192,7 +192,7 @@ def _at_theta_once(J, theta):
     memo = []
 
     def cached(t):
-        if np.array_equal(t, theta):
+        if t is theta or (t.size <= SCIPY_ALL_DIRECTIONS_MAX and np.array_equal(t, theta)):   # scipy copies small ones
             if not memo:
                 memo.append(J(t))
             return memo[0]

@@ -226,19 +226,24 @@ def scipy_cross_check(J, g_flat, theta, seed, sigma, curvature, passed, jumps=No
         ``crosses(theta') -> bool``: whether a kink lies between theta and theta' (one random direction).
     """
     direction = "all" if theta.size <= SCIPY_ALL_DIRECTIONS_MAX else "random"
-    try:
-        value = scipy.optimize.check_grad(J, lambda t: g_flat, theta, direction=direction,
-                                          rng=np.random.default_rng(seed))
-        v = np.random.default_rng(seed).standard_normal(theta.size)      # the direction scipy draws
-    except TypeError:  # SciPy < 1.15 has seed= instead of rng=
-        value = scipy.optimize.check_grad(J, lambda t: g_flat, theta, direction=direction, seed=seed)
-        v = np.random.RandomState(seed).standard_normal(theta.size)
     h = SCIPY_STEP
+    stepped = []          # where scipy evaluated J other than at theta: theta + h v, with its random direction v
+
+    def J_seen(t):
+        if direction == "random" and not stepped and t is not theta and not np.array_equal(t, theta):
+            stepped.append(t)
+        return J(t)
+    try:
+        value = scipy.optimize.check_grad(J_seen, lambda t: g_flat, theta, direction=direction,
+                                          rng=np.random.default_rng(seed))
+    except TypeError:  # SciPy < 1.15 has seed= instead of rng=
+        value = scipy.optimize.check_grad(J_seen, lambda t: g_flat, theta, direction=direction, seed=seed)
     if direction == "all":
         expected = float(np.linalg.norm(h / 2 * curvature + 2 * sigma / h))
         kinks = 0.0 if jumps is None else float(np.linalg.norm(jumps))
         what = f"all {theta.size:,} directions"
     else:   # one direction v: truncation h/2 |v^T H v|, measured by a second difference along v
+        v = (stepped[0] - theta) / h          # scipy's own draw, recovered (to ~1e-8) rather than drawn again
         s = 1e-4 / max(float(np.linalg.norm(v)), 1e-300)
         J0 = J(theta)
         difference = abs(J(theta + s * v) + J(theta - s * v) - 2 * J0)
