@@ -11,6 +11,7 @@ from . import datasets
 from .errors import (CheckpointError, DataFileError, GradientCheckError, InputError, InputTypeError, LayerContractError,
                      MissingDataFileError, NonFiniteError)
 from .gradcheck import GradCheckReport, check_gradient, gradcheck, gradcheck_layer
+from .doctor import doctor
 from .io import load, load_checkpoint, save
 from .layers import Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy
@@ -22,7 +23,7 @@ from . import course, testing  # noqa: E402  (after the names they build on)
 
 __version__ = "0.1.0"
 
-__all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Dropout", "BinaryCrossEntropy", "Sequential",
+__all__ = ["doctor", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Dropout", "BinaryCrossEntropy", "Sequential",
            "SGD", "Momentum", "Adam", "Optimizer", "Trainer", "GradCheckReport", "gradcheck",
            "gradcheck_layer", "check_gradient", "save", "load", "load_checkpoint", "datasets",
            "GradientCheckError", "InputError", "InputTypeError", "DataFileError", "MissingDataFileError",

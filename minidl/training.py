@@ -12,6 +12,7 @@ with warnings.catch_warnings():      # in a notebook without ipywidgets tqdm.aut
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
+from .doctor import doctor, watch
 from .errors import GradientCheckError, InputError, InputTypeError, NonFiniteError
 from .model import Sequential
 from .optim import Adam, Optimizer
@@ -35,6 +36,10 @@ class History(dict):
         header = "".join(f"<th>{c}</th>" for c in ["epoch"] + columns)
         return (f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>" +
                 (f"<p>gradient checks</p><ul>{checks}</ul>" if checks else ""))
+
+
+EPOCH_KEYS = ("cost", "accuracy", "val_cost", "val_accuracy")    # one number per epoch
+DOCTOR_EXAMPLES = 256    # examples the debug mode's doctor looks at (the first ones of the training set)
 
 
 def _env_debug():
@@ -146,6 +151,7 @@ class Trainer:
             raise InputError("patience needs validation data: pass validation=(X_val, Y_val) to fit")
         check_batch = (X[:self.gradcheck_batch], Y[:self.gradcheck_batch])
         if self.debug and self.step == 0:
+            self._doctor(X[:DOCTOR_EXAMPLES], Y[:DOCTOR_EXAMPLES])
             self._gradcheck(*check_batch)
         bar = tqdm(total=self.epochs, initial=self.epoch, desc="train", unit="epoch", leave=False,
                    disable=True if not self.progress else None)
@@ -192,13 +198,13 @@ class Trainer:
                                                 f"after {self.step} updates")
                     if self.debug and self.step == self.gradcheck_after:
                         self._gradcheck(*check_batch)
+                        self._watch(X[:DOCTOR_EXAMPLES], Y[:DOCTOR_EXAMPLES])
                 self.epoch += 1
                 self._record(X, Y, "")
                 if validation is not None:
                     self._record(*validation, "val_")
                 bar.update(1)
-                bar.set_postfix({key: f"{values[-1]:.4f}" for key, values in self.history.items()
-                                 if key != "gradchecks" and values})
+                bar.set_postfix({key: f"{self.history[key][-1]:.4f}" for key in EPOCH_KEYS if self.history[key]})
                 if self.patience is not None and self._stop_early():
                     self.stopped_early = True
                     for (_, value), best in zip(model.named_parameters(), self._best[2]):
@@ -223,6 +229,21 @@ class Trainer:
             self._best = (cost, self.epoch, [value.copy() for _, value in self.model.named_parameters()])
         return self.epoch - self._best[1] >= self.patience
 
+    def _doctor(self, X, Y):
+        """Before the first update: the doctor's report, one line per finding (its gradient check is the
+        trainer's own, which follows)."""
+        report = doctor(self.model, X, Y, self.optimizer, seed=self.seed, gradcheck=False)
+        self.history["doctor"] = report
+        lines = [f"[debug] doctor: [{f.kind}] {f.message}" for f in report.findings] or ["[debug] doctor: healthy"]
+        print("\n".join(lines), file=self.log or sys.stdout, flush=True)
+
+    def _watch(self, X, Y):
+        """At the second gradient check: what changed since (dead units, the update ratio, the cost's course)."""
+        found = watch(self.model, X, Y, self.optimizer, self.history["cost"], self.epoch + 1)
+        self.history.setdefault("doctor_watch", []).extend((self.step, f) for f in found)
+        for finding in found:
+            print(f"[debug] doctor: [{finding.kind}] {finding.message}", file=self.log or sys.stdout, flush=True)
+
     def _gradcheck(self, X, Y):
         report = self.model.gradcheck(X, Y, seed=self.seed)
         self.history["gradchecks"].append((self.step, report))
@@ -234,7 +255,7 @@ class Trainer:
     # ------------------------------------------------------------- checkpoints
     def state(self):
         """The trainer's own state as plain data (configuration, counters, RNG, history, early stopping)."""
-        history = {key: values for key, values in self.history.items() if key != "gradchecks"}
+        history = {key: self.history[key] for key in EPOCH_KEYS}
         best = None if self._best is None else {"cost": self._best[0], "epoch": self._best[1]}
         return {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
                 "gradcheck_after": self.gradcheck_after, "patience": self.patience, "epoch": self.epoch,

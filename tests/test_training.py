@@ -52,9 +52,10 @@ def test_debug_prints_one_line_per_check():
     log = io.StringIO()
     fit(debug=True, gradcheck_after=3, log=log)
     lines = log.getvalue().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("[debug] before training: gradcheck passed")
-    assert lines[1].startswith("[debug] after 3 steps: gradcheck passed")
+    assert len(lines) == 3
+    assert lines[0] == "[debug] doctor: healthy"               # the doctor's report first: one line per finding
+    assert lines[1].startswith("[debug] before training: gradcheck passed")
+    assert lines[2].startswith("[debug] after 3 steps: gradcheck passed")
 
 
 def test_minidl_debug_environment_variable_turns_debug_on(monkeypatch):
