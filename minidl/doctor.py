@@ -12,11 +12,12 @@ reasonable setups (``benchmarks/doctor_sweep.py``):
 1. **Inputs.** The 99th percentile of ``|X|`` beyond ``INPUT_SCALE`` = 20 (the recipes: 1; raw pixels: 255),
    or constant features. The first layer's pre-activations are reported with it.
 2. **Labels.** A single class, or a minority class below ``IMBALANCE`` = 10% (the cat set: 34%).
-3. **Loss at initialisation** beyond ``LOSS_PRIOR`` = 2 times the cost of predicting the label prior (log 2
-   for balanced labels; the recipes: 1.01 to 1.12 times).
+3. **Loss at initialisation** beyond ``LOSS_PRIOR`` = 3 times the cost of predicting the label prior (log 2
+   for balanced labels; the recipes: 1.01 to 1.12 times; He-initialised ReLU setups of the sweep reach 2.1).
 4. **Activations.** More than ``DEAD_SHARE`` = half of a ReLU layer's units zero for every example (the
    cat recipe: 1 of 20 and 1 of 5), or half of a Sigmoid/Tanh layer's units beyond ``|z| > SATURATED`` = 4
-   (slope below 0.02) for 90% of the examples.
+   (slope below 0.02) for most examples; a Dropout rate above ``DROPOUT_MAX`` = 0.5 (the course's
+   keep_prob of 0.86 is a rate of 0.14).
 5. **Gradients.** Per-layer RMS of dW from first to last: first / last below ``VANISHING`` = 1e-4 (the
    recipes: 0.01 to 0.3) or beyond ``EXPLODING`` = 1e4; and the update-to-weight ratio ``|dW| / |W|`` of
    one step of the given optimizer on a copy: above ``UPDATE_MAX`` = 1 for some layer, the learning rate
@@ -24,7 +25,7 @@ reasonable setups (``benchmarks/doctor_sweep.py``):
    gradient descent, to 0.15, XOR with Adam at 0.05: the rule of thumb of 1e-3 is their middle).
 6. **Learning-rate probe.** ``PROBE_STEPS`` = 20 steps on a copy with the given optimizer: the cost rising
    by 10% or becoming non-finite, or moving by less than ``STILL`` = 1e-4 of itself.
-7. **Overfit a handful.** A copy trained on ``HANDFUL`` = 8 examples with Adam(0.01) for at most
+7. **Overfit a handful.** A copy trained on ``HANDFUL`` = 8 examples with Adam(0.01), without L2, for at most
    ``OVERFIT_STEPS`` = 500 full-batch steps must classify all of them; and the gradient check runs (a failed
    verdict and its diagnosis join the findings).
 8. **Examples stay independent.** Row 1 of each layer's input is moved: row 0 of its output must not move,
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import Dense, Dropout, ReLU, Sigmoid, Tanh
+from .losses import BinaryCrossEntropy
 from .model import Sequential
 from .errors import InputTypeError
 from .optim import Adam, Optimizer
@@ -44,13 +46,14 @@ from .validation import check_array, check_labels, check_seed
 
 INPUT_SCALE = 20.0
 IMBALANCE = 0.10
-LOSS_PRIOR = 2.0
+LOSS_PRIOR = 3.0
 DEAD_SHARE = 0.5
 SATURATED = 4.0
 VANISHING, EXPLODING = 1e-4, 1e4
 UPDATE_MIN, UPDATE_MAX = 1e-6, 1.0
 PROBE_STEPS, STILL = 20, 1e-4
 HANDFUL, OVERFIT_STEPS = 8, 500
+DROPOUT_MAX = 0.5
 
 
 @dataclass
@@ -206,6 +209,11 @@ def _activations(net, X):
     for i, layer in enumerate(net.layers[:-1]):
         Z, A = A, layer.forward(A, False)
         units = A.shape[1]
+        if isinstance(layer, Dropout) and layer.rate > DROPOUT_MAX:
+            found.append(Finding("heavy dropout", i, {"rate": layer.rate},
+                                 f"layer {i} ({layer!r}) drops {layer.rate:.0%} of its units in every training "
+                                 f"step, so each step sees a small, very noisy part of the network; keep the rate "
+                                 f"at or below {DROPOUT_MAX:g} (the course uses keep_prob 0.86, a rate of 0.14)"))
         if isinstance(layer, ReLU):
             dead = int(np.sum(np.all(A <= 0, axis=0)))
             if dead > DEAD_SHARE * units:
@@ -214,11 +222,11 @@ def _activations(net, X):
                                      f"so no gradient flows through them; check the bias before it (a negative "
                                      f"bias kills them) and the learning rate"))
         elif isinstance(layer, (Tanh, Sigmoid)):
-            saturated = int(np.sum(np.mean(np.abs(Z) > SATURATED, axis=0) > 0.9))
+            saturated = int(np.sum(np.mean(np.abs(Z) > SATURATED, axis=0) > 0.5))
             if saturated > DEAD_SHARE * units:
                 found.append(Finding("saturated units", i, {"saturated": saturated, "units": units},
                                      f"layer {i} ({layer!r}): {saturated} of {units} units sit beyond |z| > "
-                                     f"{SATURATED:g} for 90% of the examples, where the slope is near 0; the "
+                                     f"{SATURATED:g} for most examples, where the slope is near 0; the "
                                      f"weights before it are too large: initialise them smaller (Xavier)"))
     return found
 
@@ -303,6 +311,8 @@ def _overfit(net, X, Y, gradcheck, seed):
                                  f"the gradient check fails ({report.summary()}); diagnosis: {diagnosis}. No "
                                  f"learning rate fixes a wrong gradient: fix backprop first"))
     trial, step = copy.deepcopy(net), Adam(lr=0.01)
+    if type(trial.loss) is BinaryCrossEntropy:
+        trial.loss = BinaryCrossEntropy(0.0)       # memorising is the point: no regularization
     for t in range(OVERFIT_STEPS):
         trial.backward(X, Y, training=False)
         step.step(trial)

@@ -41,6 +41,9 @@ def build_parser():
                         help="fraction of the training set held out for validation (0: none)")
     parser.add_argument("--patience", type=cli.positive_int, default=None,
                         help="early stopping: epochs without validation improvement (needs --val-split)")
+    parser.add_argument("--doctor", action="store_true",
+                        help="print why the network would not learn (data, initialisation, activations, gradients, "
+                             "learning rate) and exit without training")
     parser.add_argument("--debug", action="store_true",
                         help="check every gradient coordinate before training and after --gradcheck-after steps")
     parser.add_argument("--gradcheck-after", type=cli.positive_int, default=100, help="steps before the second check")
@@ -142,7 +145,11 @@ def main(argv=None):
                               progress=not args.no_progress, patience=args.patience)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
-    print(model)
+    print(model, flush=True)
+    if args.doctor:
+        mu = np.zeros(X_train.shape[1]) if args.no_center else X_train.mean(axis=0)
+        print(mdl.doctor(model, X_train - mu, Y_train, trainer.optimizer, seed=args.seed))
+        return 0
     # Centering (pixels minus the training set's mean image) keeps the ReLUs of the first layer from all
     # switching on or off together; it is folded into the first bias after training, so the model that is
     # evaluated and saved takes raw pixels: (X - mu) @ W + b = X @ W + (b - mu @ W).

@@ -80,6 +80,12 @@ def pytest_terminal_summary(terminalreporter):
         counts = {v: verdicts.count(v) for v in ("named right", "named wrong", "not named")}
         terminalreporter.write_line(f"diagnosis battery: {len(verdicts)} mistakes, " +
                                     ", ".join(f"{n} {v}" for v, n in counts.items()))
+    doctored = getattr(sys.modules.get("test_doctor"), "DOCTORED", None)
+    if doctored:
+        verdicts = list(doctored.values())
+        counts = {v: verdicts.count(v) for v in ("named right", "named wrong", "missed")}
+        terminalreporter.write_line(f"doctor battery: {len(verdicts)} broken setups, " +
+                                    ", ".join(f"{n} {v}" for v, n in counts.items()))
 
 
 def assert_same_central_differences(a, b, epsilon):

@@ -192,3 +192,10 @@ def test_ctrl_c_stops_training_cleanly_saves_and_exits_130(tmp_path):
     assert "saved to" in out
     model = mdl.load(tmp_path / "xor.h5")         # a whole model: never half-updated
     assert np.all(np.isfinite(model.layers[0].params["W"]))
+
+
+def test_train_cat_doctor_prints_the_report_and_exits(cat_dir):
+    result = run("train_cat.py", "--data-dir", cat_dir, "--doctor", "--lr", "0.1", "--no-center")
+    assert result.returncode == 0, result.stderr
+    assert "doctor: " in result.stdout and "[learning rate too high]" in result.stdout
+    assert "train accuracy" not in result.stdout          # no training
