@@ -228,3 +228,21 @@ def test_ctrl_c_finishes_the_update_in_progress_then_raises():
         reference.backward(X[i:i + 1], Y[i:i + 1], training=True)
         optimizer.step(reference)
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(model.named_parameters(), reference.named_parameters()))
+
+
+def test_debug_runs_the_doctor_first_and_watches_at_the_second_check():
+    X, Y = mdl.datasets.xor()
+    log = io.StringIO()
+    model = mdl.Sequential([mdl.Dense(2, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()], seed=0)
+    trainer = mdl.Trainer(model, mdl.SGD(1e-9), epochs=12, batch_size=4, debug=True, gradcheck_after=10,
+                          progress=False, log=log)
+    history = trainer.fit(X, Y)
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("[debug] doctor: [learning rate too low] one step of SGD(lr=1e-09) changes every "
+                               "weight by at most")
+    assert "learning rate too low" in history["doctor"].kinds()
+    watched = [(step, f.kind) for step, f in history["doctor_watch"]]
+    assert (10, "plateau") in watched and (10, "update ratio") in watched
+    plateau = next(f for _, f in history["doctor_watch"] if f.kind == "plateau")
+    assert plateau.message.startswith("epoch 10: the cost has not moved over the last epochs")   # step 10 ends epoch 10
+    assert any(line.startswith("[debug] doctor: [plateau] epoch 10:") for line in lines)
