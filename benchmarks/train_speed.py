@@ -25,10 +25,10 @@ def minidl_step(widths, activation, X, Y, dtype):
     layers[-1] = mdl.Sigmoid()
     model = mdl.Sequential(layers, seed=0, dtype=dtype)
     optimizer = mdl.Adam(1e-3)
-    X, Y = model._check_XY(X, Y)
+    X, Y = model.check_XY(X, Y)
 
     def step():
-        model._backprop(X, Y, training=True)
+        model.trusted_backprop(X, Y, training=True)
         optimizer.step(model)
     return step
 

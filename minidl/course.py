@@ -345,7 +345,7 @@ def _standard_cost(parameters, X, Y, lambd, hidden, yours):
     if isinstance(yours, tuple):      # ("AL", AL): the cost of their probabilities, the standard way
         AL = yours[1]
         data = float(np.mean(model.loss.losses(AL.T, Y.T, from_logits=False)))
-        return model.cost(X.T, Y.T), data + model.loss.penalty(model._weights(), X.shape[1])
+        return model.cost(X.T, Y.T), data + model.loss.penalty(model.regularized_weights(), X.shape[1])
     return model.cost(X.T, Y.T), yours
 
 

@@ -121,11 +121,16 @@ class Sequential:
     def _mode(self, training):
         return self.training if training is None else bool(training)
 
-    def _check_X(self, X, name="X"):
+    # The interface the Trainer, the gradient checker and the doctor use. Validation happens once, at the
+    # door (check_X, check_XY); the ``trusted_*`` methods and run_layers take arrays already validated, so
+    # that a training step or one of the checker's thousands of evaluations does not validate again.
+    def check_X(self, X, name="X"):
+        """``X`` as this model takes it: 2-D, ``n_features`` columns, finite, in the model's dtype."""
         return check_array(X, name, ndim=2, n_columns=self.n_features, dtype=self.dtype)
 
-    def _check_XY(self, X, Y):
-        X = self._check_X(X)
+    def check_XY(self, X, Y):
+        """``(X, Y)`` as this model takes them: ``check_X`` and labels of shape ``(m, 1)`` in {0, 1}."""
+        X = self.check_X(X)
         return X, check_labels(Y, X.shape[0]).astype(self.dtype)
 
     # ----------------------------------------------------------- forward/backward
@@ -139,8 +144,9 @@ class Sequential:
         """The layers before the loss: all of them, or all but the final Sigmoid."""
         return self.layers[:-1] if self.logit_head else self.layers
 
-    def _run(self, A, layers, training, check_finite=False):
-        """``layers`` (a prefix of self.layers) applied to ``A``; a user's layer is held to the contract."""
+    def run_layers(self, A, layers, training, check_finite=False):
+        """``layers`` (a prefix of self.layers) applied to ``A`` (validated); a user's layer is held to the
+        contract, and ``check_finite`` stops at the first NaN or inf with the layer named."""
         for i, layer in enumerate(layers):
             out = layer.forward(A, training)
             if not contract.is_built_in(layer):
@@ -155,27 +161,29 @@ class Sequential:
 
         ``training=None`` uses the model's mode (see ``train()``/``eval()``).
         """
-        X = self._check_X(X)
-        return self._run(X, self.layers, self._mode(training))
+        X = self.check_X(X)
+        return self.run_layers(X, self.layers, self._mode(training))
 
     def predict(self, X):
         """Labels in {0, 1}, shape ``(m, 1)``: 1 where the probability is >= 0.5."""
         return (self.forward(X, training=False) >= 0.5).astype(np.int64)
 
-    def _weights(self):
+    def regularized_weights(self):
+        """The arrays in the loss's L2 term (every layer's ``regularized`` parameters), themselves."""
         return [layer.params[name] for layer in self.layers for name in layer.regularized]
 
-    def _cost(self, X, Y, training=False):
-        return self._evaluate(X, Y, training)[0]
+    def trusted_cost(self, X, Y, training=False):
+        """:meth:`cost` on validated ``X``, ``Y``."""
+        return self.trusted_evaluate(X, Y, training)[0]
 
     def _objective(self, out, Y):
         """J from what the loss sees (logits or probabilities): mean example loss plus the L2 term."""
         data = float(np.mean(self.loss.losses(out, Y, self.logit_head), dtype=np.float64))
-        return data + self.loss.penalty(self._weights(), Y.shape[0])
+        return data + self.loss.penalty(self.regularized_weights(), Y.shape[0])
 
-    def _evaluate(self, X, Y, training=False):
-        """Cost J and accuracy from one forward pass."""
-        out = self._run(X, self.body, training)
+    def trusted_evaluate(self, X, Y, training=False):
+        """Cost J and accuracy from one forward pass, on validated ``X``, ``Y``."""
+        out = self.run_layers(X, self.body, training)
         A = self.layers[-1].forward(out, training) if self.logit_head else out
         return self._objective(out, Y), float(np.mean((A >= 0.5) == (Y == 1)))
 
@@ -185,18 +193,18 @@ class Sequential:
         The cost includes the L2 term; accuracy is the fraction of examples whose prediction
         (probability >= 0.5) equals the label.
         """
-        X, Y = self._check_XY(X, Y)
-        return self._evaluate(X, Y)
+        X, Y = self.check_XY(X, Y)
+        return self.trusted_evaluate(X, Y)
 
     def cost(self, X, Y):
         """Total cost ``J`` (cross-entropy plus the L2 term), dropout off, as a float."""
-        X, Y = self._check_XY(X, Y)
-        return self._cost(X, Y)
+        X, Y = self.check_XY(X, Y)
+        return self.trusted_cost(X, Y)
 
-    def _backprop(self, X, Y, training, check_finite=False):
-        """Forward and backward pass; fills every layer's grads (L2 included), returns J."""
+    def trusted_backprop(self, X, Y, training, check_finite=False):
+        """:meth:`backward` on validated ``X``, ``Y``: fills every layer's grads (L2 included), returns J."""
         m = X.shape[0]
-        out = self._run(X, self.body, training, check_finite)
+        out = self.run_layers(X, self.body, training, check_finite)
         if self.logit_head:
             self.layers[-1].forward(out, training)
         cost = self._objective(out, Y)
@@ -226,13 +234,13 @@ class Sequential:
         """Forward and backward pass on ``(X, Y)``: fills every layer's ``grads`` (L2 included) and
         returns the cost J of that pass. Then ``optimizer.step(model)`` applies an update, so a
         training loop of your own is two lines. ``training=None`` uses the model's mode."""
-        X, Y = self._check_XY(X, Y)
-        return self._backprop(X, Y, self._mode(training))
+        X, Y = self.check_XY(X, Y)
+        return self.trusted_backprop(X, Y, self._mode(training))
 
     def gradients(self, X, Y):
         """Analytic ``dJ/dparam`` (L2 included, dropout off): dict keyed as named_parameters."""
-        X, Y = self._check_XY(X, Y)
-        self._backprop(X, Y, training=False)
+        X, Y = self.check_XY(X, Y)
+        self.trusted_backprop(X, Y, training=False)
         return {name: grad.copy() for name, grad in self.named_gradients()}
 
     def named_parameters(self):

@@ -141,12 +141,12 @@ class Trainer:
         KeyboardInterrupt; ``trainer.interrupted`` is then True and ``trainer.epoch`` counts the finished epochs.
         """
         model = self.model
-        X, Y = model._check_XY(X, Y)
+        X, Y = model.check_XY(X, Y)
         if validation is not None:
             if not isinstance(validation, (tuple, list)) or len(validation) != 2:
                 raise InputTypeError("validation must be a tuple (X_val, Y_val)")
-            X_val = model._check_X(validation[0], "X_val")
-            Y_val = model._check_XY(X_val, validation[1])[1]
+            X_val = model.check_X(validation[0], "X_val")
+            Y_val = model.check_XY(X_val, validation[1])[1]
         elif self.patience is not None:
             raise InputError("patience needs validation data: pass validation=(X_val, Y_val) to fit")
         check_batch = (X[:self.gradcheck_batch], Y[:self.gradcheck_batch])
@@ -186,7 +186,7 @@ class Trainer:
                 order = self.rng.permutation(m)
                 for start in range(0, m, self.batch_size):
                     batch = order[start:start + self.batch_size]
-                    cost = model._backprop(X[batch], Y[batch], training=True, check_finite=self.debug)
+                    cost = model.trusted_backprop(X[batch], Y[batch], training=True, check_finite=self.debug)
                     if not np.isfinite(cost):      # stop before the update spreads it into the weights
                         raise NonFiniteError(f"training diverged: the cost of step {self.step + 1} (epoch "
                                              f"{self.epoch + 1}) is {cost}; lower the learning rate (now "
@@ -219,7 +219,7 @@ class Trainer:
         return None if self._best is None else self._best[1]
 
     def _record(self, X, Y, prefix):
-        cost, accuracy = self.model._evaluate(X, Y)
+        cost, accuracy = self.model.trusted_evaluate(X, Y)
         self.history[prefix + "cost"].append(cost)
         self.history[prefix + "accuracy"].append(accuracy)
 

@@ -171,7 +171,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     if scipy_check:
         theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
         g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
-        sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net._weights(), ev.m)
+        sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net.regularized_weights(), ev.m)
         passed = all(not grp["wrong"].any() for grp in groups)
         curvature = jumps = None          # what scipy's every-direction check needs; one random direction measures its own
         if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:

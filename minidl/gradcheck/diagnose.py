@@ -148,7 +148,7 @@ def isolate(ev, seed=0):
     """
     net, training = ev.net, ev.training
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xD1A9,)))
-    out = net._run(ev.X.copy(), ev.body, training)
+    out = net.run_layers(ev.X.copy(), ev.body, training)
     Y, m = ev.Y, ev.m
     dout = net.loss.dout(out, Y, net.logit_head)
     checked = []
@@ -169,7 +169,7 @@ def isolate(ev, seed=0):
             if ev.closed_form_l2:
                 l2_quantities.append(_exact(f"{i}.{pname}", analytic, net.loss.l2 / m * W, net.loss.l2 / m * np.abs(W)))
             else:
-                l2_quantities.append(_sampled(f"{i}.{pname}", W, lambda: net.loss.penalty(net._weights(), m),
+                l2_quantities.append(_sampled(f"{i}.{pname}", W, lambda: net.loss.penalty(net.regularized_weights(), m),
                                               analytic, rng))
     if l2_quantities:
         checked.append((L2_FUNCTION, None, l2_quantities, None))

@@ -223,7 +223,7 @@ class Evaluator:
     def analytic(self):
         """The copy's own backprop at theta: ``{name: gradient}``, arrays no later call writes into
         (minidl's layers assign fresh arrays in every backward; a user's layer's are copied)."""
-        self.net._backprop(self._input_for(self.body[0]), self.Y, training=self.training)
+        self.net.trusted_backprop(self._input_for(self.body[0]), self.Y, training=self.training)
         own = {id(layer) for layer in self.net.layers if type(layer) in _OWN_LAYERS}
         return {f"{i}.{p}": layer.grads[p] if id(layer) in own else layer.grads[p].copy()
                 for i, layer in enumerate(self.net.layers) for p in layer.params}
@@ -252,7 +252,7 @@ class Evaluator:
     def cost_at(self, theta, names):
         """J at a flattened theta (used by scipy's check_grad)."""
         with self.at(theta, names):
-            return self.net._cost(self._input_for(self.body[0]), self.Y, self.training)
+            return self.net.trusted_cost(self._input_for(self.body[0]), self.Y, self.training)
 
     def crosses_kink(self, theta, names):
         """Whether some layer's kink pattern at a flattened theta differs from the one at the check's
@@ -378,12 +378,12 @@ class Evaluator:
 
     def _penalty_change(self, array, flat, h):
         """``m (P(theta + h e_i) - P(theta))`` for a loss subclass's own penalty, coordinate by coordinate."""
-        base = self.net.loss.penalty(self.net._weights(), self.m)
+        base = self.net.loss.penalty(self.net.regularized_weights(), self.m)
         out = np.empty(flat.size)
         for b, f in enumerate(flat):
             old = array.flat[f]
             array.flat[f] = old + h[b]
-            out[b] = (self.net.loss.penalty(self.net._weights(), self.m) - base) * self.m
+            out[b] = (self.net.loss.penalty(self.net.regularized_weights(), self.m) - base) * self.m
             array.flat[f] = old
         return out
 
@@ -625,7 +625,7 @@ class Evaluator:
     def loop(self, array, flat, steps):
         """Loss changes and kinks by the plain recipe: one whole forward per coordinate."""
         deltas, kinks = [], []
-        penalty = lambda: self.net.loss.penalty(self.net._weights(), self.m) * self.m
+        penalty = lambda: self.net.loss.penalty(self.net.regularized_weights(), self.m) * self.m
         base = 0.0 if self.closed_form_l2 else penalty()
         for f, step in zip(flat, steps):
             old = array.flat[f]

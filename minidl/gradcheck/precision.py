@@ -137,7 +137,7 @@ def dtype_check(model, ev, own, masks, allowance):
         for i, mask in (masks or {}).items():
             net.layers[i].fixed_mask = mask
     layer_grads = _layer_gradients(net, X32[keep], Y32[keep], masks is not None)
-    net._backprop(X32[keep], Y32[keep], training=masks is not None)
+    net.trusted_backprop(X32[keep], Y32[keep], training=masks is not None)
     wrong, rounded = {}, {}
     for name, g32 in net.named_gradients():
         wrong[name] = int(np.sum(~(np.abs(g32.astype(np.float64) - own[name]) <= allowance[name])))
@@ -155,7 +155,7 @@ def _layer_gradients(net, X, Y, training):
     l2 = net.loss.l2
     net.loss.l2 = 0.0
     try:
-        net._backprop(X, Y, training=training)
+        net.trusted_backprop(X, Y, training=training)
     finally:
         net.loss.l2 = l2
     return {name: np.array(g) for name, g in net.named_gradients()}
