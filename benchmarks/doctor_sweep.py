@@ -58,7 +58,8 @@ def main():
         kinds.update(report.kinds())
         if not report.healthy:
             flagged.append((seed, report.kinds()))
-    print(f"{args.setups} reasonable setups, {len(flagged)} with a finding (false alarms), {time.perf_counter() - start:.0f} s")
+    print(f"{args.setups} reasonable setups, {len(flagged)} with a finding (false alarms), "
+          f"{time.perf_counter() - start:.0f} s")
     for kind, count in kinds.most_common():
         print(f"  {kind}: {count}")
     for seed, found in flagged[:10]:

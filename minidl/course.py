@@ -60,8 +60,8 @@ def _dims(parameters, n_x=None):
         expected = (dims[l], dims[l - 1])
         if W[l].shape != expected:
             hint = f": transposed? use W{l}.T" if W[l].shape == expected[::-1] else ""
-            raise InputError(f"W{l} must have shape {expected} = (n_{l}, n_{l - 1}) as in the course ({_said(l, dims, L)}); "
-                             f"received {W[l].shape}{hint}")
+            raise InputError(f"W{l} must have shape {expected} = (n_{l}, n_{l - 1}) as in the course "
+                             f"({_said(l, dims, L)}); received {W[l].shape}{hint}")
         if b[l].shape != (dims[l], 1):
             raise InputError(f"b{l} must have shape ({dims[l]}, 1) as in the course (a column, one entry per unit "
                              f"of layer {l}); received {b[l].shape}" +

@@ -6,6 +6,8 @@ import urllib.request
 import numpy as np
 
 from .errors import DataFileError, InputError, InputTypeError, MissingDataFileError
+from .io import atomic_path
+from .validation import check_array, check_float, check_labels, check_seed
 
 CAT_FILES = {
     "train_catvnoncat.h5": "fbe56ab67c3ae28d564e3a644189117976d6b31af0a3ce9bb17dbf22908af242",
@@ -169,7 +171,6 @@ def _sha256(path):
 
 
 def _atomic_write(path, payload):
-    from .io import atomic_path
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(payload)
 
@@ -179,7 +180,6 @@ def train_val_split(X, Y, val_fraction=0.2, seed=0):
 
     Returns ``X_train, Y_train, X_val, Y_val``; each class keeps its share in both parts.
     """
-    from .validation import check_array, check_float, check_labels, check_seed
     X = check_array(X, "X")
     Y = check_labels(Y, X.shape[0])
     val_fraction = check_float(val_fraction, "val_fraction", 0.0, 1.0, low_inclusive=False, high_inclusive=False)

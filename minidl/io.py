@@ -40,6 +40,7 @@ import numpy as np
 from .errors import CheckpointError, InputTypeError
 from .layers import BUILT_IN_LAYERS, Dropout, Layer
 from .losses import BinaryCrossEntropy
+from .model import Sequential
 from .optim import OPTIMIZERS, Optimizer
 
 FORMAT = "minidl-checkpoint"
@@ -146,7 +147,6 @@ def save(model, path, optimizer=None, trainer_state=None, trainer_arrays=None):
     trainer_arrays : dict, optional
         Arrays of the trainer (the best weights kept for early stopping).
     """
-    from .model import Sequential
     if not isinstance(model, Sequential):
         raise InputTypeError(f"model must be a minidl Sequential; received {type(model).__name__}")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -301,7 +301,8 @@ def _header(f, size, path):
     except (KeyError, ValueError):
         raise corrupt from None
     start = len(MAGIC) + len(text) + len(blank)
-    if not blank or header_size not in _HEADER_SIZES or header_size > size or not 0 <= index_size <= header_size - start:
+    if not blank or header_size not in _HEADER_SIZES or header_size > size \
+            or not 0 <= index_size <= header_size - start:
         raise corrupt
     f.seek(start)
     body = f.read(index_size)
@@ -461,7 +462,6 @@ def _read_dataset(dataset, shape, size, path):
 
 
 def _build_model(config, custom_layers, path):
-    from .model import Sequential
     classes = dict(LAYERS, **(custom_layers or {}))
     layers = []
     for spec in config["layers"]:

@@ -13,7 +13,8 @@ with warnings.catch_warnings():      # in a notebook without ipywidgets tqdm.aut
     from tqdm.auto import tqdm
 
 from .doctor import doctor, watch
-from .errors import GradientCheckError, InputError, InputTypeError, NonFiniteError
+from .errors import CheckpointError, GradientCheckError, InputError, InputTypeError, NonFiniteError
+from .io import load_checkpoint, save
 from .model import Sequential
 from .optim import Adam, Optimizer
 from .validation import check_int, check_seed
@@ -264,7 +265,6 @@ class Trainer:
 
     def save(self, path):
         """Write model, optimizer state and trainer state to ``path`` so ``Trainer.load`` can resume."""
-        from .io import save
         best = {} if self._best is None else {name: value for (name, _), value in
                                                zip(self.model.named_parameters(), self._best[2])}
         save(self.model, path, optimizer=self.optimizer, trainer_state=self.state(), trainer_arrays=best)
@@ -273,8 +273,6 @@ class Trainer:
     def load(cls, path, custom_layers=None, trust_old_format=False, **overrides):
         """Rebuild a trainer saved with :meth:`save`; ``overrides`` (e.g. ``epochs=``) replace settings.
         ``trust_old_format=True`` reads older checkpoint formats through HDF5 (files you trust only)."""
-        from .errors import CheckpointError
-        from .io import load_checkpoint
         ckpt = load_checkpoint(path, custom_layers, trust_old_format)
         state = ckpt["trainer"]
         if state is None or ckpt["optimizer"] is None:

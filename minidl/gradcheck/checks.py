@@ -17,8 +17,8 @@ from ..layers import Dense, Dropout, Layer
 from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
-from .engine import UNIT_ROUNDOFF, Evaluator, _is_plain_dense, perturb_each, row_steps
-from .noise import K_NOISE, SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, SPOT_CHECK, _top, judge, scipy_cross_check
+from .engine import UNIT_ROUNDOFF, Evaluator, is_plain_dense, perturb_each, row_steps
+from .noise import K_NOISE, SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, SPOT_CHECK, top_k, judge, scipy_cross_check
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
@@ -140,7 +140,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     groups = []
     for name, k_body, layer, pname, array, flat in plan:
         every = flat.size == array.size
-        rows = row_steps(ev.acts[k_body], epsilon) if pname == "W" and _is_plain_dense(layer) else None
+        rows = row_steps(ev.acts[k_body], epsilon) if pname == "W" and is_plain_dense(layer) else None
         step = None if rows is None else np.repeat(rows, array.shape[-1])[flat]     # per coordinate
         if every:                         # every coordinate, in the parameter's own order
             fp, fm, kink = ev.central_all(k_body, layer, pname, array, epsilon if rows is None else rows, method,
@@ -148,7 +148,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         else:
             fp, fm, kink = ev.central(k_body, layer, pname, array, flat, epsilon if step is None else step, method,
                                       chunk_size, bar.update)
-        recomputed = method == "loop" or not _is_plain_dense(layer)
+        recomputed = method == "loop" or not is_plain_dense(layer)
         if (k_body, recomputed) not in sigmas:
             sigmas[k_body, recomputed] = ev.noise(k_body, recomputed)
         given = np.asarray(analytic[name], dtype=np.float64).ravel()
@@ -163,28 +163,32 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         def evaluate(positions, h, k_body=k_body, layer=layer, pname=pname, array=array, flat=flat):
             return ev.central(k_body, layer, pname, array, flat[positions], h, method)
 
-        spot = _spot(group, array) if pname == "W" and _is_plain_dense(layer) else None   # same for both methods
+        spot = _spot(group, array) if pname == "W" and is_plain_dense(layer) else None   # same for both methods
         groups.append(judge(group, epsilon, evaluate, spot=spot))
     bar.close()
 
-    scipy_info = None
-    if scipy_check:
-        theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
-        g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
-        sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net.regularized_weights(), ev.m)
-        passed = all(not grp["wrong"].any() for grp in groups)
-        curvature = jumps = None          # what scipy's every-direction check needs; one random direction measures its own
-        if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:
-            curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
-            jumps = _scipy_jumps(ev, plan, groups, epsilon, method)
-        scipy_info = scipy_cross_check(_at_theta_once(lambda t: ev.cost_at(t, names), theta), g_flat, theta, seed,
-                                       sigma, curvature, passed, jumps=jumps, crosses=lambda t: ev.crosses_kink(t, names))
+    scipy_info = _model_scipy_check(ev, plan, groups, analytic, names, epsilon, method, seed) if scipy_check else None
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
                              layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check,
                              declarations=ev.notes)
     report.diagnosis, report.isolation = diagnose_model(ev, report, grads is not None, seed)
     return report
+
+
+def _model_scipy_check(ev, plan, groups, analytic, names, epsilon, method, seed):
+    """scipy's check_grad on the model's J(theta), judged by its own error model (see ``scipy_cross_check``)."""
+    theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
+    g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
+    sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net.regularized_weights(), ev.m)
+    passed = all(not grp["wrong"].any() for grp in groups)
+    curvature = jumps = None     # what scipy's every-direction check needs; one random direction measures its own
+    if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:
+        curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
+        jumps = _scipy_jumps(ev, plan, groups, epsilon, method)
+    J = _at_theta_once(lambda t: ev.cost_at(t, names), theta)
+    return scipy_cross_check(J, g_flat, theta, seed, sigma, curvature, passed, jumps=jumps,
+                             crosses=lambda t: ev.crosses_kink(t, names))
 
 
 def _at_theta_once(J, theta):
@@ -209,7 +213,7 @@ def _spot(group, array):
     n_out, flat = array.shape[-1], group["index"]
     column = flat[largest if abs(g[largest]) >= abs(g[smallest]) else smallest] % n_out
     inside = np.arange(column, flat.size, n_out) if flat.size == array.size else np.flatnonzero(flat % n_out == column)
-    return inside[_top(np.abs(g[inside]), SPOT_CHECK)]
+    return inside[top_k(np.abs(g[inside]), SPOT_CHECK)]
 
 
 def _frozen_masks(model, m, rng):
@@ -499,34 +503,38 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
               confirm_all=total <= CONFIRM_ALL_MAX)
         groups.append(group)
     bar.close()
-    scipy_info = None
-    if scipy_check:
-        sizes = [a.size for a in arrays]
-        theta_flat = np.concatenate([a.ravel() for a in arrays])
-        g_flat = np.concatenate([g.ravel() for g in g_leaves])
-
-        def J_flat(t):
-            saved = [a.copy() for a in arrays]
-            for a, part in zip(arrays, np.split(t, np.cumsum(sizes)[:-1])):
-                a[...] = part.reshape(a.shape)
-            try:
-                return value()
-            finally:
-                for a, old in zip(arrays, saved):
-                    a[...] = old
-
-        curvature = np.zeros(theta_flat.size)
-        offset = 0
-        for grp, size in zip(groups, sizes):
-            bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * sigma) / epsilon ** 2
-            curvature[offset:offset + size] = bound.max(initial=0.0)
-            curvature[offset + grp["index"]] = bound
-            offset += size
-        scipy_info = scipy_cross_check(J_flat, g_flat, theta_flat, seed, sigma, curvature,
-                                       all(not grp["wrong"].any() for grp in groups))
+    scipy_info = _function_scipy_check(arrays, g_leaves, groups, value, sigma, epsilon, seed) \
+        if scipy_check else None
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title="J(theta)")
     report.diagnosis = diagnose_groups(groups, "dJ") if not report.passed else []
     return report
+
+
+def _function_scipy_check(arrays, g_leaves, groups, value, sigma, epsilon, seed):
+    """scipy's check_grad on a black box's J over the flattened arrays, judged by its own error model."""
+    sizes = [a.size for a in arrays]
+    theta_flat = np.concatenate([a.ravel() for a in arrays])
+    g_flat = np.concatenate([g.ravel() for g in g_leaves])
+
+    def J_flat(t):
+        saved = [a.copy() for a in arrays]
+        for a, part in zip(arrays, np.split(t, np.cumsum(sizes)[:-1])):
+            a[...] = part.reshape(a.shape)
+        try:
+            return value()
+        finally:
+            for a, old in zip(arrays, saved):
+                a[...] = old
+
+    curvature = np.zeros(theta_flat.size)
+    offset = 0
+    for grp, size in zip(groups, sizes):
+        bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * sigma) / epsilon ** 2
+        curvature[offset:offset + size] = bound.max(initial=0.0)
+        curvature[offset + grp["index"]] = bound
+        offset += size
+    return scipy_cross_check(J_flat, g_flat, theta_flat, seed, sigma, curvature,
+                             all(not grp["wrong"].any() for grp in groups))
 
 
 def _measured_noise(arrays, value, J0, epsilon, rng, points=8):

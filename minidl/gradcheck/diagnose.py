@@ -314,25 +314,9 @@ def classify(quantity, function, layer_index=None, context=None):
             return finding("mask not applied", f"equals the incoming gradient divided by keep_prob = {keep:g}: "
                                                f"Dropout's backward rescales but does not apply the mask")
     if quantity.full and 0 < n_wrong < n:
-        index = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)]
-        if n_wrong == 1:
-            return finding("element", f"is wrong in one element only, {list(index[0])} (analytic {A[index[0]]:.6g}, "
-                           f"numeric {N[index[0]]:.6g}): an indexing slip", index=index[0])
-        if np.ndim(A) == 2:
-            rows, cols = {ix[0] for ix in index}, {ix[1] for ix in index}
-            if len(rows) == 1 and A.shape[0] > 1:
-                return finding("row", f"is wrong only in row {rows.pop()} ({n_wrong} of {A.shape[1]} entries): "
-                               f"an indexing or broadcasting slip", row=index[0][0])
-            if len(cols) == 1 and A.shape[1] > 1:
-                return finding("column", f"is wrong only in column {cols.pop()} ({n_wrong} of {A.shape[0]} entries): "
-                               f"an indexing or broadcasting slip", column=index[0][1])
-        X = context.get("X")
-        if X is not None and np.shape(X) == np.shape(A):
-            found = _input_range(X, wrong, np.abs(A - N) > 0)
-            if found:
-                text, numbers = found
-                return finding("range", f"is wrong only {text} ({n_wrong} of {n} entries) and right elsewhere: the "
-                               f"derivative's formula is wrong on that part of the input range", **numbers)
+        found = _where_kind(A, N, wrong, n_wrong, n, context.get("X"))
+        if found:
+            return finding(*found[:2], **found[2])
     return finding(None, f"is wrong ({n_wrong:,} of {n:,} checked entries); none of the known mistakes fits")
 
 
@@ -364,6 +348,30 @@ def _rounding(A, N, wrong):
         bound = 2 * u * np.abs(N[wrong]) + float(info.tiny) * float(info.eps) + FIT * scale
         if np.all(error <= bound):
             return dtype, float(np.max(error / np.maximum(np.abs(N[wrong]), np.finfo(float).tiny)))
+    return None
+
+
+def _where_kind(A, N, wrong, n_wrong, n, X):
+    """``(kind, message, numbers)`` when the wrong entries lie in one element, row or column, or one part of
+    the input range; None otherwise."""
+    index = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)]
+    if n_wrong == 1:
+        return ("element", f"is wrong in one element only, {list(index[0])} (analytic {A[index[0]]:.6g}, numeric "
+                           f"{N[index[0]]:.6g}): an indexing slip", {"index": index[0]})
+    if np.ndim(A) == 2:
+        rows, cols = {ix[0] for ix in index}, {ix[1] for ix in index}
+        if len(rows) == 1 and A.shape[0] > 1:
+            return ("row", f"is wrong only in row {rows.pop()} ({n_wrong} of {A.shape[1]} entries): an indexing or "
+                           f"broadcasting slip", {"row": index[0][0]})
+        if len(cols) == 1 and A.shape[1] > 1:
+            return ("column", f"is wrong only in column {cols.pop()} ({n_wrong} of {A.shape[0]} entries): an "
+                              f"indexing or broadcasting slip", {"column": index[0][1]})
+    if X is not None and np.shape(X) == np.shape(A):
+        found = _input_range(X, wrong, np.abs(A - N) > 0)
+        if found:
+            text, numbers = found
+            return ("range", f"is wrong only {text} ({n_wrong} of {n} entries) and right elsewhere: the "
+                             f"derivative's formula is wrong on that part of the input range", numbers)
     return None
 
 

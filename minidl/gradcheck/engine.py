@@ -94,7 +94,7 @@ def _loss_change(t, p):
     return t
 
 
-def _is_plain_dense(layer):
+def is_plain_dense(layer):
     return isinstance(layer, Dense) and type(layer).forward is Dense.forward
 
 
@@ -307,7 +307,7 @@ class Evaluator:
         """
         affine = k in self.affine
         if method == "loop" or (not self.closed_form_l2 and pname in layer.regularized) or not (
-                affine or (pname == "W" and _is_plain_dense(layer) and self.rowwise_from[k + 1])):
+                affine or (pname == "W" and is_plain_dense(layer) and self.rowwise_from[k + 1])):
             steps = h if np.ndim(h) == 0 else np.repeat(h, array.shape[-1])
             return self.central(k, layer, pname, array, np.arange(array.size), steps, method, chunk_size, progress)
         inputs = self.acts[k] if pname == "W" else np.ones((self.m, 1))
@@ -395,9 +395,9 @@ class Evaluator:
     def stack_width(self, k, layer):
         """The widest activation the perturbations of body[k]'s parameters are stacked in."""
         k2 = k + 1
-        while _is_plain_dense(layer) and k2 < len(self.body) and self.elementwise[k2]:
+        while is_plain_dense(layer) and k2 < len(self.body) and self.elementwise[k2]:
             k2 += 1       # Dense: one column travels alone through elementwise layers
-        if _is_plain_dense(layer) and k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+        if is_plain_dense(layer) and k2 < len(self.body) and is_plain_dense(self.body[k2]):
             k2 += 1       # ... and enters the next Dense as a rank-one update
         return max([A.shape[1] for A in self.acts[k2:]] + [1])
 
@@ -418,7 +418,7 @@ class Evaluator:
         delta = None           # no error yet in body[k]'s input
         for k2 in range(k, len(self.body)):
             layer, A, out = self.body[k2], self.acts[k2], self.acts[k2 + 1]
-            if _is_plain_dense(layer):
+            if is_plain_dense(layer):
                 absW = np.abs(layer.params["W"])
                 rounding = _abs_product(A, absW) + np.abs(layer.params["b"]) if k2 > k or recomputed else np.abs(out)
                 delta = u * rounding if delta is None else delta @ absW + u * rounding
@@ -434,7 +434,7 @@ class Evaluator:
     # -- which path evaluates a set of coordinates
     def _perturbed(self, k, layer, pname, array, flat, steps):
         """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate ``flat[b]`` moved by ``steps[b]``."""
-        if not _is_plain_dense(layer):
+        if not is_plain_dense(layer):
             return self.generic(k, layer, array, flat, steps)
         n_out = array.shape[-1]
         cols = flat % n_out
@@ -458,12 +458,12 @@ class Evaluator:
         ``p = sigmoid(x)`` and whether that first ReLU is there. None when the network does not qualify
         (a smooth activation, dropout in training mode, a layer of the user's, a loss subclass)."""
         net = self.net
-        if not (_is_plain_dense(self.body[k]) and net.logit_head and not self.training
+        if not (is_plain_dense(self.body[k]) and net.logit_head and not self.training
                 and type(net.loss).losses is BinaryCrossEntropy.losses):
             return None
         start = k + 2 if k + 1 < len(self.body) and type(self.body[k + 1]) is ReLU else k + 1
         tail = self.body[start:]
-        if not all(type(layer) is ReLU or _is_plain_dense(layer) or type(layer) is Dropout for layer in tail):
+        if not all(type(layer) is ReLU or is_plain_dense(layer) or type(layer) is Dropout for layer in tail):
             return None
         width = self.acts[start].shape[1]
         widest = max(A.shape[1] for A in self.acts[start:])
@@ -475,7 +475,7 @@ class Evaluator:
             rows = slice(r0, r0 + per)
             J = None          # dA_later / dA[r, j] so far; None: the identity
             for index, layer in enumerate(tail, start=start):
-                if _is_plain_dense(layer):
+                if is_plain_dense(layer):
                     J = layer.params["W"] if J is None else J @ layer.params["W"]
                 elif type(layer) is ReLU:
                     Z = self.acts[index][rows][:, None, :]               # (examples, 1, n): the ReLU's input
@@ -579,7 +579,7 @@ class Evaluator:
         """
         col, base, kink, k2 = self._walk_elementwise(k, dvalues, lambda T: T[cols, rows])
         change = np.zeros(rows.size)
-        if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+        if k2 < len(self.body) and is_plain_dense(self.body[k2]):
             d = col - base
             moved = np.flatnonzero(d)
             W2 = self.body[k2].params["W"]
@@ -602,7 +602,7 @@ class Evaluator:
         ``(B, m)``, for layers that mix examples: whole copies of the batch are stacked."""
         B, m = dcol.shape
         col, base, kink, k2 = self._walk_elementwise(k, dcol, lambda T: T[cols])
-        if k2 < len(self.body) and _is_plain_dense(self.body[k2]):
+        if k2 < len(self.body) and is_plain_dense(self.body[k2]):
             W2rows = self.body[k2].params["W"][cols][:, None, :]
             start, A = k2 + 1, (self.acts[k2 + 1][None] + (col - base)[:, :, None] * W2rows).reshape(B * m, -1)
         else:
@@ -679,6 +679,6 @@ class Evaluator:
             return bound
         if type(layer) is Sigmoid:
             return bound / 4
-        if _is_plain_dense(layer):
+        if is_plain_dense(layer):
             return bound * float(np.abs(layer.params["W"]).sum(axis=0).max(initial=0.0))
         return None

@@ -79,7 +79,7 @@ def _constant(a):
     return float(a.flat[0]) if a.size and not any(a.strides) else a
 
 
-def _top(score, k):
+def top_k(score, k):
     """Indices of the ``k`` largest scores, largest first (a partition, not a full sort)."""
     if k <= 0:
         return np.empty(0, dtype=np.int64)
@@ -125,24 +125,24 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     if confirm_all:
         positions = np.flatnonzero(~kink)
     elif n_flagged:
-        positions = _top(np.where(flagged, error / np.maximum(bar, np.finfo(float).tiny), -np.inf),
+        positions = top_k(np.where(flagged, error / np.maximum(bar, np.finfo(float).tiny), -np.inf),
                          min(n_flagged, CONFIRM_MAX))
     elif _norm(error, smooth) > _norm(bar, smooth):
         # no coordinate alone, but all together beyond noise
         candidates = np.flatnonzero(~kink)
-        positions = candidates[_top(error[candidates] / np.maximum(bar[candidates], np.finfo(float).tiny),
+        positions = candidates[top_k(error[candidates] / np.maximum(bar[candidates], np.finfo(float).tiny),
                                     min(candidates.size, CONFIRM_MAX))]
     else:
         positions = np.empty(0, dtype=np.int64)
     # Spot check: the largest gradients are confirmed whatever the screen says, so an error below
     # the noise at epsilon (tiny gradients, a uniform scale error) meets the finer bars of larger steps.
     if spot is None:
-        spot = _top(np.where(kink, -np.inf, np.abs(g)), min(SPOT_CHECK, int((~kink).sum())))
+        spot = top_k(np.where(kink, -np.inf, np.abs(g)), min(SPOT_CHECK, int((~kink).sum())))
     positions = np.union1d(positions, np.asarray(spot, dtype=np.int64)[~kink[spot]])
     # A kink at a large epsilon may be smooth at the ladder's smaller steps: the largest such are tried there.
     if smooth is not None and min(steps(epsilon)) < epsilon:
         kinked = np.flatnonzero(kink)
-        positions = np.union1d(positions, kinked[_top(np.abs(g[kinked]), min(kinked.size, CONFIRM_MAX))])
+        positions = np.union1d(positions, kinked[top_k(np.abs(g[kinked]), min(kinked.size, CONFIRM_MAX))])
     wrong = np.zeros(g.shape, dtype=bool)
     confirmed = np.zeros(g.shape, dtype=bool)
     if positions.size:

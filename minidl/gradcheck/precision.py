@@ -11,7 +11,7 @@ import copy
 
 import numpy as np
 
-from ..layers import Dropout
+from ..layers import Dense, Dropout
 from .engine import Evaluator
 
 K_DTYPE = 100         # safety factor on the rounding of float32 backprop (first-order bound)
@@ -27,7 +27,6 @@ def forward_magnitudes(layer, A, delta, out, training):
     from independent roundings, so their signs mix. Other layers pass ``delta`` on through their
     own forward (half the spread of ``f(A +- s delta)`` over ``s``) and round their ``out``.
     """
-    from ..layers import Dense
     if isinstance(layer, Dense):
         W = layer.params["W"]
         return np.sqrt(np.square(delta) @ np.square(W)) + np.abs(A) @ np.abs(W) + np.abs(layer.params["b"])
@@ -47,7 +46,6 @@ def backward_magnitudes(layer, A, delta, M, training=False, needs_dX=True):
     derivative does not move unless the unit crosses its kink). Leaves the layer's cache at ``A``.
     Returns ``(magnitude of dX or None, {param: magnitude})``.
     """
-    from ..layers import Dense
     if isinstance(layer, Dense):
         W = np.abs(layer.params["W"])
         return (M @ W.T if needs_dX else None), {"W": (np.abs(A) + delta).T @ M, "b": M.sum(axis=0)}
