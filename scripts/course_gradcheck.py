@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import minidl as mdl
-from minidl import cli
+import _cli as cli      # the scripts' own helpers, beside them
 
 
 # ---------------------------------------------------------------- the learner's code, course conventions

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import minidl as mdl
-from minidl import cli
+import _cli as cli      # the scripts' own helpers, beside them
 
 
 class MyDense(mdl.Dense):

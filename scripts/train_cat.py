@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import minidl as mdl
-from minidl import cli
+import _cli as cli      # the scripts' own helpers, beside them
 
 DEFAULTS = dict(layers="20,7,5", epochs=100, lr=1e-3, l2=0.3, dropout=0.0, batch_size=32, seed=0)
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 import minidl as mdl
-from minidl import cli
+import _cli as cli      # the scripts' own helpers, beside them
 
 
 def build_parser():

@@ -20,7 +20,7 @@ def test_the_sdist_ships_the_tests_with_their_conftest_and_the_licence(tmp_path)
     tests = {f"tests/{f}" for f in os.listdir(os.path.join(ROOT, "tests")) if f.endswith(".py")}
     assert {"LICENSE", "README.md", "setup.cfg", "tests/conftest.py"} <= members
     assert tests <= members
-    assert "minidl/gradcheck/noise.py" in members and "minidl/cli.py" in members
+    assert "minidl/gradcheck/verdict.py" in members and "scripts/_cli.py" in members
 
 
 def test_no_generated_file_is_tracked():

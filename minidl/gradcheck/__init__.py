@@ -29,12 +29,12 @@ A verdict must not be fooled either way, so it rests on a noise model, not on on
 bands people know stay in the text: a difference <= 1e-7 is "ok", above it "ok (noise)"
 when rounding explains every coordinate, "look again" up to 1e-5, a bug beyond 1e-3.
 Coordinates whose perturbation crossed a kink (a ReLU input changed sign) are listed in
-``report.kinks`` and left out. Details: :mod:`minidl.gradcheck.noise`; the fast and exact
+``report.kinks`` and left out. Details: :mod:`minidl.gradcheck.verdict`; the fast and exact
 evaluation of every coordinate: :mod:`minidl.gradcheck.engine`.
 
-Modules: ``report`` (GradCheckReport), ``noise`` (the verdict), ``precision`` (float32 against
-float64), ``engine`` (evaluation), ``diagnose`` (isolation and classification), ``checks`` (the
-entry points below).
+Modules: ``checks`` (the entry points below), ``engine`` (evaluation), ``verdict`` (screen and
+confirmation), ``scipy_check`` (scipy's cross-check), ``precision`` (float32 against float64),
+``diagnose`` (isolation and classification), ``report`` (GradCheckReport).
 """
 from .checks import check_gradient, gradcheck, gradcheck_layer
 from .report import GradCheckReport

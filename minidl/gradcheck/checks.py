@@ -1,5 +1,5 @@
 """The entry points: a whole model, one layer, any function. Each collects central differences
-at epsilon, then hands every parameter to the shared verdict (:func:`noise.judge`)."""
+at epsilon, then hands every parameter to the shared verdict (:func:`verdict.judge`)."""
 import contextlib
 import copy
 import numbers
@@ -18,7 +18,8 @@ from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, is_plain_dense, perturb_each, row_steps
-from .noise import K_NOISE, SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, SPOT_CHECK, top_k, judge, scipy_cross_check
+from .scipy_check import SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, scipy_cross_check
+from .verdict import K_NOISE, SPOT_CHECK, judge, top_k
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
@@ -70,7 +71,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     Y : ndarray of shape (m, 1) or (m,)
     epsilon : float
         Perturbation of each coordinate (two-sided). Flagged coordinates are re-evaluated at
-        larger steps before they are called wrong (see :mod:`minidl.gradcheck.noise`).
+        larger steps before they are called wrong (see :mod:`minidl.gradcheck.verdict`).
     grads : dict, optional
         Gradients to check, keyed as ``model.named_parameters()``. Default: the model's own
         backprop (L2 included). float32 arrays are judged with float32 rounding allowed.
@@ -397,7 +398,7 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
     the parameters learners actually keep: a dict of named arrays (``{"W1": ..., "b1": ...}``),
     or nested dicts and lists of them. J is a black box, so its rounding noise is measured:
     every coordinate (up to 10,000) is evaluated at several steps, and a float32 result counts
-    as float32 (see :mod:`minidl.gradcheck.noise`).
+    as float32 (see :mod:`minidl.gradcheck.verdict`).
 
     Parameters
     ----------

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..layers import Dense, Dropout
 from .engine import UNIT_ROUNDOFF, perturb_each
-from .noise import K_NOISE, RTOL, confirm, judge
+from .verdict import K_NOISE, RTOL, confirm, judge
 
 FIT = 1e-6          # relative residual below which a kind of mistake fits
 L2_FUNCTION = "the L2 term's gradient"

@@ -5,7 +5,8 @@ import numpy as np
 
 from ..validation import check_int
 from .engine import MOVE_LIMIT
-from .noise import RTOL, scipy_sentence
+from .scipy_check import scipy_sentence
+from .verdict import RTOL
 
 CORRECT = 1e-7       # difference at or below: correct
 LOOK_AGAIN = 1e-5    # up to here: worth a second look
@@ -18,7 +19,7 @@ class GradCheckReport:
     Attributes
     ----------
     passed : bool
-        No coordinate is confirmed wrong (see :mod:`minidl.gradcheck.noise`) and, for float32
+        No coordinate is confirmed wrong (see :mod:`minidl.gradcheck.verdict`) and, for float32
         models and layers, the float32 gradients match the float64 ones within float32 rounding.
     difference : float
         ``||g - g_num|| / (||g|| + ||g_num||)`` over every checked coordinate except kinks;

@@ -1,4 +1,4 @@
-"""What the scripts share: argument types that name the flag, and how a run ends.
+"""What the scripts share (private to scripts/): argument types that name the flag, and how a run ends.
 
 An argparse ``type=`` that raises ``argparse.ArgumentTypeError`` makes argparse print
 ``argument --epochs: must be an integer >= 1; received 0`` and exit with status 2, before
