@@ -165,20 +165,17 @@ def probe(layer, X, A, training, where, structure=True):
         if reason:
             shortcuts.kinks, pattern = False, None
             shortcuts.contradict(f"{where}.kink_pattern {reason}", "checked as if the layer had no kinks")
-    if structure and shortcuts.rowwise:
-        reason = _rowwise_contradiction(forward, X, A) or (
-            pattern is not None and _rowwise_contradiction(layer.kink_pattern, X, pattern, "kink_pattern"))
+    probes = (("rowwise", _rowwise_contradiction, "one copy of the batch at a time"),
+              ("elementwise", _elementwise_contradiction, "whole rows through its forward"))
+    for name, contradiction, instead in probes if structure else ():
+        if not getattr(shortcuts, name):
+            continue
+        reason = contradiction(forward, X, A) or (
+            pattern is not None and contradiction(layer.kink_pattern, X, pattern, "kink_pattern"))
         if reason:
-            shortcuts.rowwise = False
-            shortcuts.contradict(f"{where} declares rowwise = True, but {reason}",
-                                 "checked without that shortcut (one copy of the batch at a time)")
-    if structure and shortcuts.elementwise:
-        reason = _elementwise_contradiction(forward, X, A) or (
-            pattern is not None and _elementwise_contradiction(layer.kink_pattern, X, pattern, "kink_pattern"))
-        if reason:
-            shortcuts.elementwise = False
-            shortcuts.contradict(f"{where} declares elementwise = True, but {reason}",
-                                 "checked without that shortcut (whole rows through its forward)")
+            setattr(shortcuts, name, False)
+            shortcuts.contradict(f"{where} declares {name} = True, but {reason}",
+                                 f"checked without that shortcut ({instead})")
     return shortcuts
 
 

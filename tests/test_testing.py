@@ -8,31 +8,11 @@ import pytest
 import minidl as mdl
 from minidl.testing import LayerCheck, check_layer, layer_checks
 from test_contract import CenterBatch, CenterRows, FirstTwo, NoInit, RandomKinks, Scale
+from test_layers import LeakyReLU
 from test_mutations import LAYER_MUTANTS, network
 
 CHECKS = ["setup", "forward", "backward", "gradients", "float32", "declarations", "no mutation", "deterministic",
           "get_config", "checkpoint", "repr"]
-
-
-class LeakyReLU(mdl.Layer):
-    elementwise = rowwise = True
-
-    def __init__(self, alpha=0.01):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, X, training=False):
-        self.X = X
-        return np.where(X > 0, X, self.alpha * X)
-
-    def backward(self, dA):
-        return dA * np.where(self.X > 0, 1.0, self.alpha)
-
-    def kink_pattern(self, X):
-        return X > 0
-
-    def get_config(self):
-        return {"alpha": self.alpha}
 
 
 @pytest.mark.parametrize("layer", [mdl.Dense(3, 2), mdl.Dense(4, 3, init="he"), mdl.ReLU(), mdl.Sigmoid(), mdl.Tanh(),
