@@ -436,9 +436,9 @@ def diagnose_model(ev, report, grads_given, seed=0):
                 finding = _l2_finding(finding, quantity)
             findings.append(finding)
     if not findings:
-        return [], ("every function is right on its own at the inputs the model gave it, so the error comes from "
-                    "how they are combined (a backward that reads state another call overwrote, or a gradient "
-                    "stored under the wrong name)")
+        return [], ("every function is right on its own at the inputs the model gave it, so no function is "
+                    "named: only the whole network's gradients differ from its numeric ones (see the worst "
+                    "coordinates); a backward that reads state another call overwrote would do that")
     return findings, _isolation_sentence(checked)
 
 

@@ -40,15 +40,18 @@ CONFIRM_MAX = 256     # flagged coordinates re-evaluated per parameter, worst fi
 SPOT_CHECK = 16       # largest gradients of each parameter, re-evaluated whatever the screen says
 MAX_STEP = 1e-2       # largest confirmation step h (2h is evaluated too)
 MIN_STEP = 1e-7       # smallest confirmation step below epsilon (when epsilon is larger)
+BELOW = 3             # powers of ten below the ladder tried before a coordinate is called wrong
 
 
-def steps(epsilon):
+def steps(epsilon, below=0):
     """The confirmation steps: epsilon, up to five powers of ten above it (at most MAX_STEP) and,
     when epsilon is large, the powers of ten below it down to MIN_STEP: its truncation error can
-    hide a bug or fake one, and a smaller step then gives the most precise estimate."""
+    hide a bug or fake one, and a smaller step then gives the most precise estimate. ``below`` adds
+    that many more powers of ten under the smallest (for coordinates the ladder called wrong)."""
     up = [epsilon * 10.0 ** k for k in range(1, 6) if epsilon * 10.0 ** k <= MAX_STEP]
     down = [epsilon * 10.0 ** -k for k in range(1, 13) if epsilon * 10.0 ** -k >= MIN_STEP]
-    return [epsilon] + up + down
+    lowest = min([epsilon] + down)
+    return [epsilon] + up + down + [lowest * 10.0 ** -k for k in range(1, below + 1)]
 
 
 def central(fp, fm, h, slope):
@@ -142,23 +145,32 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
         positions = np.union1d(positions, kinked[top_k(np.abs(g[kinked]), min(kinked.size, CONFIRM_MAX))])
     wrong = np.zeros(g.shape, dtype=bool)
     confirmed = np.zeros(g.shape, dtype=bool)
-    if positions.size:
-        def at_steps(hs):       # every step of every position in one call: (len(hs), n) arrays
-            hs = np.broadcast_to(np.asarray(hs, dtype=float).reshape(len(hs), -1), (len(hs), positions.size))
-            out = evaluate(np.tile(positions, len(hs)), hs.ravel())
-            return tuple(a.reshape(len(hs), positions.size) for a in out)
+    sigma = np.broadcast_to(np.asarray(group["sigma"], dtype=float), g.shape)
 
-        sigma = np.broadcast_to(np.asarray(group["sigma"], dtype=float), g.shape)
-        verdict = confirm(g[positions], group["slope"][positions], sigma[positions], epsilon,
-                          group["allowance"][positions],
-                          (group["fp"][positions], group["fm"][positions], kink[positions]), at_steps,
-                          scale=None if step is None else step[positions] / epsilon)
-        found_wrong, new_kink, numeric[positions], bar[positions] = verdict
-        kink[positions] = new_kink          # a kink only where no step of the ladder avoids one
-        wrong[positions] = found_wrong & ~kink[positions]
-        flagged[positions] &= ~kink[positions]
-        error[positions] = np.abs(g[positions] - numeric[positions])
-        confirmed[positions] = True
+    def reconfirm(at, below):
+        """Confirm the coordinates at ``at`` (with ``below`` extra powers of ten below the ladder) and
+        record the verdict; returns which of them are wrong."""
+        def at_steps(hs):       # every step of every position in one call: (len(hs), n) arrays
+            hs = np.broadcast_to(np.asarray(hs, dtype=float).reshape(len(hs), -1), (len(hs), at.size))
+            out = evaluate(np.tile(at, len(hs)), hs.ravel())
+            return tuple(a.reshape(len(hs), at.size) for a in out)
+        found_wrong, new_kink, numeric[at], bar[at] = confirm(
+            g[at], group["slope"][at], sigma[at], epsilon, group["allowance"][at],
+            (group["fp"][at], group["fm"][at], kink[at]), at_steps,
+            scale=None if step is None else step[at] / epsilon, below=below)
+        kink[at] = new_kink          # a kink only where no step of the ladder avoids one
+        wrong[at] = found_wrong & ~kink[at]
+        flagged[at] &= ~kink[at]
+        error[at] = np.abs(g[at] - numeric[at])
+        confirmed[at] = True
+        return wrong[at]
+
+    if positions.size:
+        suspect = positions[reconfirm(positions, 0)]
+        # Truncation can outlast the whole ladder (a step that moves a unit far): a coordinate is called
+        # wrong only after steps below the ladder, whose smaller truncation the best-bar choice takes up.
+        if suspect.size:
+            reconfirm(suspect, BELOW)
     group.update(numeric=numeric, tolerance=bar, flagged=flagged, confirmed=confirmed,
                  wrong=wrong, kink=kink, error=error)
     return group
@@ -168,14 +180,14 @@ def _norm(a, keep):
     return np.linalg.norm(a if keep is None else a[keep])
 
 
-def confirm(g, slope, sigma, epsilon, allowance, base, at_steps, scale=None):
+def confirm(g, slope, sigma, epsilon, allowance, base, at_steps, scale=None, below=0):
     """Re-evaluate coordinates at several steps; returns ``(wrong, kink, best estimate, its bar)``.
 
     ``at_steps(hs)`` returns ``(fp, fm, kink)`` of shape ``(len(hs), n)``: every step in one call (``hs``
     one step per row, or a row of steps, one per coordinate). ``scale`` (per coordinate) scales the
     whole ladder of a coordinate whose screen step was ``scale * epsilon``.
     """
-    ladder = np.array(steps(epsilon))[:, None] * (1.0 if scale is None else np.asarray(scale)[None, :])
+    ladder = np.array(steps(epsilon, below))[:, None] * (1.0 if scale is None else np.asarray(scale)[None, :])
     L = ladder.shape[0]
     fp, fm, kink = at_steps(np.concatenate([ladder[1:], 2 * ladder]))     # epsilon itself is the screen's
     fp1, fm1, k1 = (np.concatenate([b[None], a[:L - 1]]) for b, a in zip(base, (fp, fm, kink)))   # (L, n) at h
