@@ -56,9 +56,11 @@ def median_seconds(run, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per setting (median reported)")
+    parser.add_argument("--quick", action="store_true", help="the small network only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     cases = [("12288-20-7-5-1, m=8", [12288, 20, 7, 5], 8), ("64-32-16-1, m=256", [64, 32, 16], 256)]
+    cases = cases[1:] if args.quick else cases
     print(f"{'network (LeakyReLU layers of the user)':<40} {'probed s':>9} {'trusted s':>10} {'ratio':>6}")
     for name, widths, m in cases:
         model = network(widths)

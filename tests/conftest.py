@@ -3,8 +3,15 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import minidl as mdl
+
+# In CI the property tests draw the same examples every run (a red run is then reproducible); locally
+# HYPOTHESIS_PROFILE=fresh (or any run outside CI) searches anew.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("fresh", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "fresh"))
 
 
 def numeric_grad(f, x, eps=1e-6):

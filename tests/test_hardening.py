@@ -38,17 +38,24 @@ def run_isolated(code, timeout, memory_gib=3):
 
 # ------------------------------------------------------------------ corrupt files
 def test_every_byte_of_a_checkpoint_flipped_gives_an_error_or_the_exact_model(tmp_path):
-    """One bit flipped in every byte (bit i % 8 of byte i): never a hang, never a wrong model."""
+    """One bit flipped (bit i % 8 of byte i) in every byte of the header and its index, and in a seeded sample of
+    the bytes the SHA-256 covers after it (a checksum finds them all alike): never a hang, never a wrong model.
+    Only the header's unused padding may be flipped harmlessly."""
     path = tmp_path / "xor.h5"
     xor_checkpoint(path)
+    data = path.read_bytes()
+    size = int(data[:512].split(b"header ")[1].split(b"\n")[0])
+    used = data.index(b"\0", 0, size)                    # the header's text and index end where padding starts
+    rng = np.random.default_rng(0)
+    offsets = list(range(used)) + sorted(rng.choice(np.arange(used, size), 100, replace=False).tolist()) + \
+        sorted(rng.choice(np.arange(size, len(data)), 400, replace=False).tolist())
     out = run_isolated(f"""
         import time, numpy as np, minidl as mdl
-        path = {str(path)!r}
+        path, offsets, used = {str(path)!r}, {offsets!r}, {used}
         data = open(path, "rb").read()
         good = mdl.load(path)
-        errors = exact = 0
-        slowest = 0.0
-        for i in range(len(data)):
+        harmless, slowest = [], 0.0
+        for i in offsets:
             flipped = bytearray(data)
             flipped[i] ^= 1 << (i % 8)
             with open(path + ".flip", "wb") as f:
@@ -57,18 +64,18 @@ def test_every_byte_of_a_checkpoint_flipped_gives_an_error_or_the_exact_model(tm
             try:
                 model = mdl.load(path + ".flip")
             except mdl.CheckpointError:
-                errors += 1
+                pass
             else:
                 same = all(np.array_equal(a, b) for (_, a), (_, b) in
                            zip(model.named_parameters(), good.named_parameters()))
                 assert same and repr(model) == repr(good), f"byte {{i}}: a different model loaded"
-                exact += 1
+                harmless.append(i)
             slowest = max(slowest, time.perf_counter() - start)
-        print(len(data), errors, exact, slowest)
+        print(len(offsets), min(harmless, default=len(data)), max(harmless, default=0), slowest)
     """, timeout=240)
-    size, errors, exact, slowest = out.split()
-    assert int(errors) + int(exact) == int(size) > 1000
-    assert int(errors) >= int(size) - 512           # only the header's unused padding may be flipped harmlessly
+    flipped, first_harmless, last_harmless, slowest = out.split()
+    assert int(flipped) == used + 500 and used > 200
+    assert int(first_harmless) >= used and int(last_harmless) < size     # only padding is harmless
     assert float(slowest) < 2.0
 
 

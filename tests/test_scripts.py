@@ -39,6 +39,23 @@ def test_train_xor_debug_prints_the_reports(tmp_path):
     assert (model.predict(X) == Y).all()
 
 
+def run_in_process(script, *args, capsys):
+    """``script``'s main(argv) in this process (argument errors need no interpreter of their own): its exit
+    status and what it wrote to stderr."""
+    import runpy
+    scripts = os.path.join(ROOT, "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        main = runpy.run_path(os.path.join(scripts, script))["main"]
+        try:
+            status = main(list(args))
+        except SystemExit as exc:
+            status = exc.code
+    finally:
+        sys.path.remove(scripts)
+    return status, capsys.readouterr().err
+
+
 def test_train_xor_help():
     result = run("train_xor.py", "--help")
     assert result.returncode == 0 and "--debug" in result.stdout and "--seed" in result.stdout
@@ -53,10 +70,10 @@ def test_train_xor_help():
     (["--hidden", "0"], "argument --hidden: must be an integer >= 1; received 0"),
     (["--save", "/missing/dir/x.h5"], "argument --save: the folder /missing/dir does not exist"),
 ])
-def test_train_xor_bad_arguments_exit_2(args, message):
-    result = run("train_xor.py", *args)
-    assert result.returncode == 2
-    assert message in result.stderr and "usage:" in result.stderr
+def test_train_xor_bad_arguments_exit_2(args, message, capsys):
+    status, err = run_in_process("train_xor.py", *args, capsys=capsys)
+    assert status == 2
+    assert message in err and "usage:" in err
 
 
 def test_train_cat_end_to_end_on_the_real_files(cat_dir, tmp_path):
@@ -100,9 +117,9 @@ def test_train_cat_missing_data_exits_2(tmp_path):
     (["--plot", "/missing/curves.png"], "argument --plot: the folder /missing does not exist"),
     (["--val-split", "1.0"], "argument --val-split: must be a number in [0, 1); received 1.0"),
 ])
-def test_train_cat_bad_arguments_exit_2(cat_dir, args, message):
-    result = run("train_cat.py", "--data-dir", cat_dir, *args)
-    assert result.returncode == 2 and message in result.stderr
+def test_train_cat_bad_arguments_exit_2(cat_dir, args, message, capsys):
+    status, err = run_in_process("train_cat.py", "--data-dir", cat_dir, *args, capsys=capsys)
+    assert status == 2 and message in err
 
 
 def test_train_cat_help():
