@@ -161,3 +161,74 @@ def test_the_checks_memory_grows_by_a_fraction_of_an_example_per_example():
         tracemalloc.stop()
     per_example = (peaks[800] - peaks[200]) / 600
     assert per_example < 40 * 1024, per_example          # X itself is 98,304 bytes per example
+
+
+class _Center(mdl.Layer):
+    """Mixes examples (declares it: rowwise stays False): what follows it takes the stacked path."""
+
+    def forward(self, X, training=False):
+        return X - X.mean(axis=0)
+
+    def backward(self, dA):
+        return dA - dA.mean(axis=0)
+
+
+class _Gain(mdl.Layer):
+    """A user's layer with a parameter: the generic path."""
+    rowwise = True
+
+    def __init__(self, n=4):
+        super().__init__()
+        self.params["g"] = np.linspace(0.5, 1.5, n)
+
+    def forward(self, X, training=False):
+        self.X = X
+        return X * self.params["g"]
+
+    def backward(self, dA):
+        self.grads["g"] = (dA * self.X).sum(axis=0)
+        return dA * self.params["g"]
+
+
+class _OwnPenalty(mdl.BinaryCrossEntropy):
+    """A loss subclass with a penalty of its own: evaluated with J on every path."""
+
+    def penalty(self, weights, m):
+        return self.l2 / (2 * m) * sum(float(np.sum(np.abs(W) ** 3)) for W in weights)
+
+    def dpenalty(self, W, m):
+        return self.l2 / (2 * m) * 3 * W * np.abs(W)
+
+
+def _path_network(path):
+    """A network whose first Dense takes ``path`` (and the loss that goes with it)."""
+    body = {"affine": [mdl.ReLU()], "exact columns": [mdl.Tanh()], "stacked columns": [mdl.Tanh(), _Center()],
+            "generic": [mdl.Tanh(), _Gain()], "affine + penalty": [mdl.ReLU()],
+            "exact columns (wide Jacobian)": [mdl.ReLU()]}[path]
+    loss = _OwnPenalty(0.7) if path == "affine + penalty" else mdl.BinaryCrossEntropy(0.3)
+    return mdl.Sequential([mdl.Dense(5, 4)] + body + [mdl.Dense(4, 3), mdl.ReLU(), mdl.Dense(3, 1), mdl.Sigmoid()],
+                          loss=loss, seed=3)
+
+
+@pytest.mark.parametrize("path, first, expected", [
+    ("affine", "0.W", "affine"),
+    ("exact columns", "0.W", "exact columns"),
+    ("stacked columns", "0.W", "stacked columns"),
+    ("generic", "2.g", "generic"),
+    ("affine + penalty", "0.W", "affine + penalty"),
+    ("exact columns (wide Jacobian)", "0.W", "exact columns"),
+])
+def test_every_named_path_equals_the_plain_loop(path, first, expected, monkeypatch):
+    """The one test of the path chooser: each path (the penalty evaluated with J, and the wide-Jacobian fallback
+    from the affine path included) gives the loop's central differences."""
+    if path == "exact columns (wide Jacobian)":
+        monkeypatch.setattr(importlib.import_module("minidl.gradcheck.engine"), "JACOBIAN_VALUES", 8)
+    model = _path_network(path)
+    X = np.random.default_rng(4).standard_normal((7, 5))
+    Y = np.array([0, 1, 1, 0, 1, 0, 1])
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    assert fast.paths[first] == expected and set(loop.paths.values()) <= {"loop", "loop + penalty"}
+    assert fast.passed and loop.passed
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, 1e-7)

@@ -138,8 +138,9 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
             for name, k_body, layer, pname, array in ev.named_params()]
     bar = tqdm(total=sum(p[-1].size for p in plan), desc="gradcheck", unit="coord", disable=not progress,
                leave=False)
-    groups = []
+    groups, paths = [], {}
     for name, k_body, layer, pname, array, flat in plan:
+        paths[name] = ev.path(k_body, layer, method) + (" + penalty" if ev.penalty_evaluated(layer, pname) else "")
         every = flat.size == array.size
         rows = row_steps(ev.acts[k_body], epsilon) if pname == "W" and is_plain_dense(layer) else None
         step = None if rows is None else np.repeat(rows, array.shape[-1])[flat]     # per coordinate
@@ -172,7 +173,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
     title = f"{type(model).__name__} ({len(model.layers)} layers, {model.n_params:,} parameters, dropout {dropout})"
     report = GradCheckReport(groups, epsilon, scipy_info=scipy_info, title=title,
                              layer_names=[repr(layer) for layer in model.layers], dtype_check=dtype_check,
-                             declarations=ev.notes)
+                             declarations=ev.notes, paths=paths)
     report.diagnosis, report.isolation = diagnose_model(ev, report, grads is not None, seed)
     return report
 

@@ -49,6 +49,18 @@ JACOBIAN_VALUES = 1 << 22  # largest Jacobian of one example's unit against the 
 TRANSPOSE_BYTES = 16 << 20  # activations up to this size also get a transposed copy (contiguous columns)
 
 
+#: The paths of :meth:`Evaluator.path`, each the same function as the loop, differing only in rounding.
+PATHS = {
+    "loop": "the plain recipe: the parameter moved, one whole forward pass per coordinate",
+    "affine": "the affine collapse: behind ReLUs and Dense layers the logit moves linearly, so only the loss "
+              "is evaluated, exactly; examples that could cross a kink go the exact way",
+    "exact columns": "the moved column through the elementwise layers after it, into the next Dense as a "
+                     "rank-one update, one row per moved example",
+    "stacked columns": "whole perturbed copies of the batch, for a later layer that mixes examples",
+    "generic": "the layer's own forward once per coordinate (a user's layer, a Dense subclass), the rest stacked",
+}
+
+
 def perturb_each(array, flat, h, change):
     """The plain recipe for a black box: ``(fp, fm)`` with ``fp[b] = change()`` after ``array.flat[flat[b]] += h[b]``
     and ``fm[b]`` after ``-= h[b]``, each coordinate restored after."""
@@ -265,6 +277,22 @@ class Evaluator:
                 A = _call(layer, A, self.training)
         return False
 
+    # -- which path evaluates a parameter: chosen here, and only here
+    def path(self, k, layer, method="fast"):
+        """The name of the path (see :data:`PATHS`) that evaluates the parameters of body[k]."""
+        if method == "loop":
+            return "loop"
+        if not is_plain_dense(layer):
+            return "generic"
+        if k in self.affine:
+            return "affine"
+        return "exact columns" if self.rowwise_from[k + 1] else "stacked columns"
+
+    def penalty_evaluated(self, layer, pname):
+        """True when a loss subclass's own L2 penalty of this parameter is evaluated like the rest of J
+        (the built-in one's central difference is exact in closed form: :meth:`penalty_slope`)."""
+        return not self.closed_form_l2 and pname in layer.regularized
+
     def central(self, k, layer, pname, array, flat, h, method="fast", chunk_size=None, progress=None):
         """Changes of the data term of J at theta + h e_i and theta - h e_i, and kink flags.
 
@@ -289,7 +317,7 @@ class Evaluator:
                 delta, kinks = self._perturbed(k, layer, pname, array, np.concatenate([f, f]),
                                                np.concatenate([steps, -steps]))
                 fp[part], fm[part], kink[part] = delta[:f.size], delta[f.size:], kinks[:f.size] | kinks[f.size:]
-                if not self.closed_form_l2 and pname in layer.regularized:
+                if self.penalty_evaluated(layer, pname):
                     fp[part] += self._penalty_change(array, f, steps)
                     fm[part] += self._penalty_change(array, f, -steps)
             if progress is not None:
@@ -305,9 +333,11 @@ class Evaluator:
         :meth:`central`. ``h`` is one step, or for a Dense's W one step per row (per input feature,
         see :func:`row_steps`).
         """
-        affine = k in self.affine
-        if method == "loop" or (not self.closed_form_l2 and pname in layer.regularized) or not (
-                affine or (pname == "W" and is_plain_dense(layer) and self.rowwise_from[k + 1])):
+        path = self.path(k, layer, method)
+        affine = path == "affine"
+        # whole columns: every coordinate of an affine layer, a W on the exact path (b goes pair by pair)
+        blocks = affine or (path == "exact columns" and pname == "W")
+        if not blocks or self.penalty_evaluated(layer, pname):
             steps = h if np.ndim(h) == 0 else np.repeat(h, array.shape[-1])
             return self.central(k, layer, pname, array, np.arange(array.size), steps, method, chunk_size, progress)
         inputs = self.acts[k] if pname == "W" else np.ones((self.m, 1))
@@ -434,15 +464,16 @@ class Evaluator:
     # -- which path evaluates a set of coordinates
     def _perturbed(self, k, layer, pname, array, flat, steps):
         """Loss changes ``(B,)`` and kinks ``(B,)`` with each coordinate ``flat[b]`` moved by ``steps[b]``."""
-        if not is_plain_dense(layer):
+        path = self.path(k, layer)
+        if path == "generic":
             return self.generic(k, layer, array, flat, steps)
         n_out = array.shape[-1]
         cols = flat % n_out
         # W[i, j] moves column j of Z by steps * A_prev[:, i]; b[j] by steps
         moves = steps[:, None] * (self.columns(k, flat // n_out) if pname == "W" else np.ones(self.m))
-        if k in self.affine:
+        if path == "affine":
             return self.affine_moves(k, cols, moves)
-        if self.rowwise_from[k + 1]:
+        if path == "exact columns":
             b, r = np.nonzero(moves)               # an input that does not move changes nothing
             change, kink = self.column_pairs(k, cols[b], r, moves[b, r])
             return (np.bincount(b, weights=change, minlength=flat.size),

@@ -46,6 +46,8 @@ class GradCheckReport:
         (``finding.message``). See :mod:`minidl.gradcheck.diagnose`.
     isolation : str or None
         For a failed model check: which functions are wrong and that every other one is right.
+    paths : dict
+        Parameter name -> the engine's path that evaluated it (see :data:`minidl.gradcheck.engine.PATHS`).
     declarations : list of str
         What a user's layer declares (``elementwise``, ``rowwise``, ``kink_pattern``) and the data of the
         check contradicted, each with what the check did instead (see :mod:`minidl.contract`).
@@ -53,9 +55,10 @@ class GradCheckReport:
     """
 
     def __init__(self, groups, epsilon, scipy_info=None, title="model", layer_names=None, dtype_check=None,
-                 declarations=()):
+                 declarations=(), paths=None):
         self.groups = groups
         self.declarations = list(declarations)
+        self.paths = dict(paths or {})
         self.layer_names = layer_names
         self.epsilon = epsilon
         self.rtol = RTOL
@@ -280,6 +283,11 @@ class GradCheckReport:
             else:
                 out.append(f"{check['dtype']} backprop: the model's own gradients in {check['dtype']} match its "
                            f"float64 gradients within {check['dtype']} rounding")
+        if self.paths:
+            by_path = {}
+            for name, path in self.paths.items():
+                by_path.setdefault(path, []).append(name)
+            out.append("paths: " + "; ".join(f"{path} ({', '.join(names)})" for path, names in by_path.items()))
         if self.kinks:
             shown = ", ".join(f"{n}{list(i)}" for n, i in self.kinks[:5])
             more = f" and {len(self.kinks) - 5} more" if len(self.kinks) > 5 else ""
