@@ -8,6 +8,7 @@ import pytest
 
 import minidl as mdl
 from conftest import assert_same_central_differences
+from test_contract import Scale        # a user's layer with a parameter: the generic path
 
 engine = importlib.import_module("minidl.gradcheck.engine")
 
@@ -173,23 +174,6 @@ class _Center(mdl.Layer):
         return dA - dA.mean(axis=0)
 
 
-class _Gain(mdl.Layer):
-    """A user's layer with a parameter: the generic path."""
-    rowwise = True
-
-    def __init__(self, n=4):
-        super().__init__()
-        self.params["g"] = np.linspace(0.5, 1.5, n)
-
-    def forward(self, X, training=False):
-        self.X = X
-        return X * self.params["g"]
-
-    def backward(self, dA):
-        self.grads["g"] = (dA * self.X).sum(axis=0)
-        return dA * self.params["g"]
-
-
 class _OwnPenalty(mdl.BinaryCrossEntropy):
     """A loss subclass with a penalty of its own: evaluated with J on every path."""
 
@@ -203,7 +187,7 @@ class _OwnPenalty(mdl.BinaryCrossEntropy):
 def _path_network(path):
     """A network whose first Dense takes ``path`` (and the loss that goes with it)."""
     body = {"affine": [mdl.ReLU()], "exact columns": [mdl.Tanh()], "stacked columns": [mdl.Tanh(), _Center()],
-            "generic": [mdl.Tanh(), _Gain()], "affine + penalty": [mdl.ReLU()],
+            "generic": [mdl.Tanh(), Scale(4)], "affine + penalty": [mdl.ReLU()],
             "exact columns (wide Jacobian)": [mdl.ReLU()]}[path]
     loss = _OwnPenalty(0.7) if path == "affine + penalty" else mdl.BinaryCrossEntropy(0.3)
     return mdl.Sequential([mdl.Dense(5, 4)] + body + [mdl.Dense(4, 3), mdl.ReLU(), mdl.Dense(3, 1), mdl.Sigmoid()],
