@@ -277,6 +277,9 @@ class CourseCheck(float):
             raise AttributeError(name)
         return getattr(self.report, name)
 
+    def __reduce__(self):              # copy and pickle rebuild it from its report
+        return CourseCheck, (self.report,)
+
     def __str__(self):
         return str(self.report)
 
