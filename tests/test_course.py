@@ -269,6 +269,8 @@ def test_the_result_is_the_courses_number_and_carries_the_report(capsys):
     assert difference > 2e-7 and not difference < 2e-7           # main: TypeError
     assert f"{difference:.2e}" == f"{difference.report.difference:.2e}"
     assert not difference.passed and difference.failed_parameters == ["W2"]
+    import copy
+    assert copy.deepcopy(difference) == difference and copy.deepcopy(difference).report.difference == difference
     assert str(difference).startswith("Gradient check of the course's 3-layer network")
     assert "<table>" in difference._repr_html_() and "FAILED" in difference._repr_html_()
     course.gradient_check_n(parameters, gradients, X, Y, 1e-7, True, lambd=0.7)   # the course's positional form
