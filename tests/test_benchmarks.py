@@ -17,7 +17,8 @@ def test_gradcheck_speed_quick():
     out = run("gradcheck_speed.py", "--quick", "--sample", "40")
     assert "minidl full check: gradcheck passed" in out
     for line in ("seed-course loop", "scipy check_grad, all directions", "torch", "speed-up over the seed-course loop",
-                 "physical limit", "agreement with the seed-course loop", "x the check without it (interleaved medians)"):
+                 "physical limit", "agreement with the seed-course loop",
+                 "x the check without it (interleaved medians)"):
         assert line in out
 
 

@@ -314,7 +314,8 @@ def test_shape_messages_blame_the_array_that_disagrees():
     with pytest.raises(mdl.InputError, match=r"W2 must have shape \(3, 4\) = \(n_2, n_1\) .*; received \(4, 3\): "
                                              r"transposed\? use W2\.T"):
         course.gradient_check_n(wrong, gradients, X, Y)
-    with pytest.raises(mdl.InputError, match=r"layers_dims must match the arrays: parameters and X give \[5, 4, 3, 1\]; "
+    with pytest.raises(mdl.InputError, match=r"layers_dims must match the arrays: parameters and X give "
+                                             r"\[5, 4, 3, 1\]; "
                                              r"received \[5, 4, 4, 1\]"):
         course.gradient_check_n(parameters, gradients, X, Y, layers_dims=[5, 4, 4, 1])
     assert course.gradient_check_n(parameters, gradients, X, Y, layers_dims=dims).passed

@@ -515,7 +515,8 @@ def test_features_spanning_many_decades_raise_no_false_alarm_and_a_bug_is_still_
         model, X_, Y_ = _decades(seed)
         report = model.gradcheck(X_, Y_, scipy_check=False)
         assert report.passed, report.summary()
-        assert "steps: " in str(report) and "instead of epsilon, so that no unit moves by more than 1e-04" in str(report)
+        text = str(report)
+        assert "steps: " in text and "instead of epsilon, so that no unit moves by more than 1e-04" in text
         grads = model.gradients(X_, Y_)
         grads["0.W"] = grads["0.W"] * (1 + 1e-4)
         assert not model.gradcheck(X_, Y_, grads=grads, scipy_check=False).passed
