@@ -136,11 +136,11 @@ def random_check_grad(J, g_flat, theta):
 
 def noise_bound(report):
     """The largest rounding bound of the central differences at epsilon, over the report's parameters."""
-    return max(float(np.max(g["sigma"])) for g in report.groups) * 10 / report.epsilon
+    return max(float(np.max(g.sigma)) for g in report.groups) * 10 / report.epsilon
 
 
 def numeric_of_report(report):
-    return np.concatenate([g["numeric"] for g in report.groups])
+    return np.concatenate([g.numeric for g in report.groups])
 
 
 def sample_coords(P, k, seed=0):
@@ -200,7 +200,7 @@ def main():
         f"{t_loop_each * 1e3:.2f} ms/coord on {len(coords)}")
 
     J, theta, ev = flat_cost(model, X, Y)
-    g_flat = np.concatenate([g["analytic"] for g in report.groups])
+    g_flat = np.concatenate([g.analytic for g in report.groups])
     # scipy: all directions on a sample of coordinates (the others held), extrapolated; one random direction.
     sub = coords[:100]
 

@@ -12,6 +12,7 @@ course ``W_l`` is a minidl ``W`` transposed.
 >>> model_from_parameters(parameters, hidden="tanh")
 Sequential([Dense(2, 3), Tanh(), Dense(3, 1), Sigmoid()], loss=BinaryCrossEntropy(l2=0), seed=0)
 """
+import dataclasses
 import inspect
 
 import numpy as np
@@ -376,23 +377,20 @@ def _in_course_terms(report, model, parameters, lambd, m, dims, hidden):
         names[f"{index}.b"] = (f"b{l}", None)
     groups = []
     for group in report.groups:
-        course_name, minidl_shape = names[group["name"]]
-        group = dict(group, name=course_name)
+        course_name, minidl_shape = names[group.name]
         if minidl_shape is not None:      # W: (n_in, n_out) row-major -> (n_out, n_in)
-            i, j = np.unravel_index(group["index"], minidl_shape)
+            i, j = np.unravel_index(group.index, minidl_shape)
             index = j * minidl_shape[0] + i
             order = np.argsort(index, kind="stable")
-            for key, value in group.items():
-                if isinstance(value, np.ndarray) and value.shape == index.shape:
-                    group[key] = value[order]
-            group["index"], group["shape"] = index[order], (minidl_shape[1], minidl_shape[0])
+            group = group.reordered(order, name=course_name, index=index[order],
+                                    shape=(minidl_shape[1], minidl_shape[0]))
         else:
-            group["shape"] = (group["shape"][0], 1)
+            group = dataclasses.replace(group, name=course_name, shape=(group.shape[0], 1))
         groups.append(group)
     title = f"the course's {len(dims) - 1}-layer network {dims} ({hidden}, lambd={lambd:g})"
     out = GradCheckReport(groups, report.epsilon, scipy_info=report.scipy_info, title=title)
     if not out.passed:
-        renamed = [dict(g, name="d" + g["name"]) for g in groups]
+        renamed = [dataclasses.replace(g, name="d" + g.name) for g in groups]
         params = {f"d{key}": np.asarray(value, dtype=np.float64) for key, value in parameters.items()}
         regularized = {f"dW{l}" for l in range(1, len(dims))}
         out.diagnosis = diagnose_gradients(renamed, params, regularized, lambd, m)

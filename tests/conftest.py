@@ -97,7 +97,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def assert_same_central_differences(a, b, epsilon):
     """Two report groups hold the same central differences at epsilon, within the rounding bound of either."""
-    D = [(g["fp"] - g["fm"]) / (2 * epsilon) + g["slope"] for g in (a, b)]
-    noise = 10 * max(float(np.max(a["sigma"])), float(np.max(b["sigma"]))) / epsilon
+    D = [(g.fp - g.fm) / (2 * epsilon) + g.slope for g in (a, b)]
+    noise = 10 * max(float(np.max(a.sigma)), float(np.max(b.sigma))) / epsilon
     np.testing.assert_allclose(D[0], D[1], rtol=1e-6, atol=noise)
-    assert np.array_equal(a["kink"], b["kink"])
+    assert np.array_equal(a.kink, b.kink)

@@ -1,4 +1,5 @@
 """The evaluation engine's fast paths: each must give the plain loop's numbers, in bounded memory."""
+import dataclasses
 import decimal
 import importlib
 import tracemalloc
@@ -47,8 +48,8 @@ def test_wide_relu_network_takes_the_affine_path_and_equals_the_loop():
     fast = model.gradcheck(X, Y, scipy_check=False)
     loop = model.gradcheck(X, Y, method="loop", coords="sample", k=40, scipy_check=False)
     for a, b in zip(fast.groups, loop.groups):
-        sub = dict(a, fp=a["fp"][b["index"]], fm=a["fm"][b["index"]], kink=a["kink"][b["index"]],
-                   slope=a["slope"][b["index"]])
+        sub = dataclasses.replace(a, fp=a.fp[b.index], fm=a.fm[b.index], kink=a.kink[b.index],
+                                  slope=a.slope[b.index])
         assert_same_central_differences(sub, b, fast.epsilon)
     assert fast.passed
 
@@ -80,9 +81,9 @@ def test_block_sizes_do_not_change_the_numbers(chunk):
         ref = model.gradcheck(X, Y, scipy_check=False)
         got = model.gradcheck(X, Y, scipy_check=False, chunk_size=chunk)
         for a, b in zip(ref.groups, got.groups):
-            np.testing.assert_allclose(a["fp"], b["fp"], rtol=1e-12, atol=1e-20)
-            np.testing.assert_allclose(a["fm"], b["fm"], rtol=1e-12, atol=1e-20)
-            assert np.array_equal(a["kink"], b["kink"])
+            np.testing.assert_allclose(a.fp, b.fp, rtol=1e-12, atol=1e-20)
+            np.testing.assert_allclose(a.fm, b.fm, rtol=1e-12, atol=1e-20)
+            assert np.array_equal(a.kink, b.kink)
 
 
 def test_smooth_tail_on_repeated_inputs_uses_a_value_table_and_equals_the_loop():

@@ -90,7 +90,7 @@ def test_crafted_relu_kink_is_reported_not_called_a_bug(method):
     assert all(name == "0.W" and index[1] == 2 or name == "0.b" for name, index in report.kinks)
     grp = report._group("0.b")
     # the numeric value there is a mixture of the two pieces: it would have been a false alarm
-    assert abs(grp["analytic"][2] - grp["numeric"][2]) > 1e-3 * abs(grp["analytic"][2])
+    assert abs(grp.analytic[2] - grp.numeric[2]) > 1e-3 * abs(grp.analytic[2])
     assert "crossed a non-differentiable point" in str(report)
 
 
@@ -270,8 +270,8 @@ def test_fast_path_equals_plain_loop(trial):
         fast = model.gradcheck(X, Y, dropout=dropout, scipy_check=False)
         loop = model.gradcheck(X, Y, dropout=dropout, method="loop", scipy_check=False)
         for a, b in zip(fast.groups, loop.groups):
-            np.testing.assert_allclose(a["numeric"], b["numeric"], rtol=1e-6, atol=1e-8)
-            assert np.array_equal(a["kink"], b["kink"])
+            np.testing.assert_allclose(a.numeric, b.numeric, rtol=1e-6, atol=1e-8)
+            assert np.array_equal(a.kink, b.kink)
 
 
 class Scale(mdl.Layer):
@@ -308,7 +308,7 @@ def test_user_layers_with_parameters_and_batch_mixing():
     fast, loop = model.gradcheck(X8, Y8), model.gradcheck(X8, Y8, method="loop")
     assert fast.passed and loop.passed
     for a, b in zip(fast.groups, loop.groups):
-        np.testing.assert_allclose(a["numeric"], b["numeric"], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(a.numeric, b.numeric, rtol=1e-6, atol=1e-9)
     broken = mdl.Sequential([mdl.Dense(5, 4), Scale(4, bug=True), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()], seed=4)
     assert broken.gradcheck(X8, Y8).failed_parameters == ["1.s"]
 
@@ -319,7 +319,7 @@ def test_chunking_does_not_change_the_result():
     b = model.gradcheck(X8, Y8, chunk_size=1000, scipy_check=False)
     for ga, gb in zip(a.groups, b.groups):       # the same sums in another order: equal up to rounding
         assert_same_central_differences(ga, gb, a.epsilon)
-        assert np.array_equal(ga["wrong"], gb["wrong"])
+        assert np.array_equal(ga.wrong, gb.wrong)
 
 
 def test_sampled_coordinates_are_seeded_and_a_subset():
@@ -328,8 +328,8 @@ def test_sampled_coordinates_are_seeded_and_a_subset():
     b = model.gradcheck(X8, Y8, coords="sample", k=3, seed=1)
     c = model.gradcheck(X8, Y8, coords="sample", k=3, seed=2)
     assert a.n_checked == 3 + 3 + 3 + 3 + 3 + 1
-    assert [g["index"].tolist() for g in a.groups] == [g["index"].tolist() for g in b.groups]
-    assert [g["index"].tolist() for g in a.groups] != [g["index"].tolist() for g in c.groups]
+    assert [g.index.tolist() for g in a.groups] == [g.index.tolist() for g in b.groups]
+    assert [g.index.tolist() for g in a.groups] != [g.index.tolist() for g in c.groups]
 
 
 # ------------------------------------------------------------- leaves the model alone
@@ -467,8 +467,8 @@ def test_pixel_like_inputs_equal_the_loop(trial):
     loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
     assert fast.passed
     for a, b in zip(fast.groups, loop.groups):
-        np.testing.assert_allclose(a["numeric"], b["numeric"], rtol=1e-6, atol=1e-9)
-        assert np.array_equal(a["kink"], b["kink"])
+        np.testing.assert_allclose(a.numeric, b.numeric, rtol=1e-6, atol=1e-9)
+        assert np.array_equal(a.kink, b.kink)
     broken = model.gradients(X, Y)
     broken["0.W"][7, 0] += 1e-3
     assert model.gradcheck(X, Y, grads=broken).wrong() == [("0.W", (7, 0))]

@@ -51,7 +51,7 @@ def test_fast_path_equals_plain_loop(case, dropout):
     loop = model.gradcheck(X, Y, dropout=dropout, method="loop", scipy_check=False)
     for a, b in zip(fast.groups, loop.groups):
         assert_same_central_differences(a, b, fast.epsilon)
-        assert np.array_equal(a["kink"], b["kink"])
+        assert np.array_equal(a.kink, b.kink)
 
 
 @settings(max_examples=15, deadline=None)
@@ -103,4 +103,4 @@ def test_fast_path_equals_plain_loop_on_pixel_like_inputs(n_in, m, levels, seed,
     assert fast.passed
     for a, b in zip(fast.groups, loop.groups):
         assert_same_central_differences(a, b, fast.epsilon)
-        assert np.array_equal(a["kink"], b["kink"])
+        assert np.array_equal(a.kink, b.kink)

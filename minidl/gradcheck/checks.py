@@ -23,6 +23,7 @@ from .verdict import K_NOISE, SPOT_CHECK, judge, top_k
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
+from .result import ParameterCheck
 
 CONFIRM_ALL_MAX = 10_000    # check_gradient confirms every coordinate up to this size
 
@@ -46,10 +47,9 @@ def _group(name, shape, index, analytic, fp, fm, kink, slope, sigma, allowance):
     """One parameter's evaluations; a slope or allowance that is one number for every coordinate is kept
     as a read-only broadcast view (no memory per coordinate)."""
     size = np.shape(index)
-    return {"name": name, "shape": tuple(shape), "index": np.asarray(index, dtype=np.int64),
-            "analytic": np.asarray(analytic, dtype=np.float64), "fp": fp, "fm": fm,
-            "kink": np.asarray(kink, dtype=bool), "slope": np.broadcast_to(np.asarray(slope, dtype=float), size),
-            "sigma": sigma, "allowance": np.broadcast_to(np.asarray(allowance, dtype=float), size)}
+    return ParameterCheck(name, tuple(shape), np.asarray(index, dtype=np.int64), np.asarray(analytic, dtype=np.float64),
+                          fp, fm, np.asarray(kink, dtype=bool), np.broadcast_to(np.asarray(slope, dtype=float), size),
+                          sigma, np.broadcast_to(np.asarray(allowance, dtype=float), size))
 
 
 def _is_low_precision(array):
@@ -161,7 +161,7 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
                        sigmas[k_body, recomputed],
                        np.asarray(allowance[name]).ravel()[flat] if np.ndim(allowance[name]) else 0.0)
         if step is not None:
-            group["step"] = step
+            group.step = step
         def evaluate(positions, h, k_body=k_body, layer=layer, pname=pname, array=array, flat=flat):
             return ev.central(k_body, layer, pname, array, flat[positions], h, method)
 
@@ -183,7 +183,7 @@ def _model_scipy_check(ev, plan, groups, analytic, names, epsilon, method, seed)
     theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
     g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
     sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net.regularized_weights(), ev.m)
-    passed = all(not grp["wrong"].any() for grp in groups)
+    passed = all(not grp.wrong.any() for grp in groups)
     curvature = jumps = None     # what scipy's every-direction check needs; one random direction measures its own
     if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:
         curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
@@ -208,11 +208,11 @@ def _at_theta_once(J, theta):
 
 def _spot(group, array):
     """Spot-check positions of a Dense W: the largest gradients of the column holding the largest one."""
-    g, kink = group["analytic"], group["kink"]
+    g, kink = group.analytic, group.kink
     if kink.any():
         g = np.where(kink, 0.0, g)
     largest, smallest = int(np.argmax(g)), int(np.argmin(g))
-    n_out, flat = array.shape[-1], group["index"]
+    n_out, flat = array.shape[-1], group.index
     column = flat[largest if abs(g[largest]) >= abs(g[smallest]) else smallest] % n_out
     inside = np.arange(column, flat.size, n_out) if flat.size == array.size else np.flatnonzero(flat % n_out == column)
     return inside[top_k(np.abs(g[inside]), SPOT_CHECK)]
@@ -228,9 +228,9 @@ def _curvature(groups, sizes, epsilon):
     """A bound on ``|d2J/dtheta_i^2|`` per coordinate, from the second differences at epsilon."""
     parts = []
     for grp, size in zip(groups, sizes):
-        bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * grp["sigma"]) / grp.get("step", epsilon) ** 2
+        bound = (np.abs(grp.fp + grp.fm) + 2 * K_NOISE * grp.sigma) / (epsilon if grp.step is None else grp.step) ** 2
         full = np.full(size, bound.max(initial=0.0))
-        full[grp["index"]] = bound
+        full[grp.index] = bound
         parts.append(full)
     return np.concatenate(parts)
 
@@ -246,13 +246,13 @@ def _scipy_jumps(ev, plan, groups, epsilon, method):
     parts = []
     for (name, k_body, layer, pname, array, flat), grp in zip(plan, groups):
         jumps = np.zeros(array.size)
-        tried = np.flatnonzero(grp["kink"]) if epsilon >= SCIPY_STEP else np.arange(flat.size)
+        tried = np.flatnonzero(grp.kink) if epsilon >= SCIPY_STEP else np.arange(flat.size)
         if tried.size:
             fp, fm, kink = ev.central(k_body, layer, pname, array, flat[tried], SCIPY_STEP, method)
             crossed = tried[kink]
             at_h = np.abs(fp[kink] + fm[kink]) / SCIPY_STEP
-            step = grp.get("step")
-            at_eps = np.abs(grp["fp"][crossed] + grp["fm"][crossed]) / (epsilon if step is None else step[crossed])
+            step = grp.step
+            at_eps = np.abs(grp.fp[crossed] + grp.fm[crossed]) / (epsilon if step is None else step[crossed])
             jumps[flat[crossed]] = 2 * np.maximum(at_h, at_eps)
         parts.append(jumps)
     return np.concatenate(parts)
@@ -531,12 +531,12 @@ def _function_scipy_check(arrays, g_leaves, groups, value, sigma, epsilon, seed)
     curvature = np.zeros(theta_flat.size)
     offset = 0
     for grp, size in zip(groups, sizes):
-        bound = (np.abs(grp["fp"] + grp["fm"]) + 2 * K_NOISE * sigma) / epsilon ** 2
+        bound = (np.abs(grp.fp + grp.fm) + 2 * K_NOISE * sigma) / epsilon ** 2
         curvature[offset:offset + size] = bound.max(initial=0.0)
-        curvature[offset + grp["index"]] = bound
+        curvature[offset + grp.index] = bound
         offset += size
     return scipy_cross_check(J_flat, g_flat, theta_flat, seed, sigma, curvature,
-                             all(not grp["wrong"].any() for grp in groups))
+                             all(not grp.wrong.any() for grp in groups))
 
 
 def _measured_noise(arrays, value, J0, epsilon, rng, points=8):

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..layers import Dense, Dropout
 from .engine import UNIT_ROUNDOFF, perturb_each
+from .result import ParameterCheck
 from .verdict import K_NOISE, RTOL, confirm, judge
 
 FIT = 1e-6          # relative residual below which a kind of mistake fits
@@ -130,13 +131,13 @@ def _sampled(name, array, J, analytic, rng, epsilon=1e-6):
     all_pos = np.arange(positions.size)
     fp, fm, kink = evaluate(all_pos, epsilon)
     g = np.asarray(analytic, dtype=float).ravel()[positions]
-    group = {"analytic": g, "fp": fp, "fm": fm, "kink": kink, "slope": np.zeros(g.size),
-             "sigma": 2 * UNIT_ROUNDOFF * (abs(J0) + 1e-300), "allowance": np.zeros(g.size)}
+    group = ParameterCheck(name, array.shape, positions, g, fp, fm, kink, np.zeros(g.size),
+                           2 * UNIT_ROUNDOFF * (abs(J0) + 1e-300), np.zeros(g.size))
     judge(group, epsilon, evaluate, confirm_all=True)
     if size <= SAMPLE:
-        return Quantity(name, np.asarray(analytic, dtype=float), group["numeric"].reshape(array.shape),
-                        group["wrong"].reshape(array.shape))
-    return Quantity(name, g, group["numeric"], group["wrong"], positions=positions, shape=array.shape)
+        return Quantity(name, np.asarray(analytic, dtype=float), group.numeric.reshape(array.shape),
+                        group.wrong.reshape(array.shape))
+    return Quantity(name, g, group.numeric, group.wrong, positions=positions, shape=array.shape)
 
 
 # ------------------------------------------------------------------ isolation
@@ -413,7 +414,7 @@ def diagnose_model(ev, report, grads_given, seed=0):
     if report.passed:
         return [], None
     net, m = ev.net, ev.m
-    if not any(grp["wrong"].any() for grp in report.groups):       # right in float64: only float32 differs
+    if not any(grp.wrong.any() for grp in report.groups):       # right in float64: only float32 differs
         return _float32_findings(net, report.dtype_check)
     if grads_given:
         regularized = {f"{i}.{p}" for i, layer in enumerate(net.layers) for p in layer.regularized}
@@ -501,52 +502,52 @@ def diagnose_gradients(groups, params, regularized, l2, m):
     ``params`` maps each group's name to its parameter array (same layout as the group's shape),
     ``regularized`` names the ones in the L2 term.
     """
-    failing = [g for g in groups if g["wrong"].any()]
+    failing = [g for g in groups if g.wrong.any()]
     findings = []
-    if failing and l2 and {g["name"] for g in failing} == set(regularized) and all(
-            g["index"].size == params[g["name"]].size for g in failing):
-        diff = np.concatenate([g["analytic"] - g["numeric"] for g in failing])
-        W = np.concatenate([params[g["name"]].ravel()[g["index"]] for g in failing])
+    if failing and l2 and {g.name for g in failing} == set(regularized) and all(
+            g.index.size == params[g.name].size for g in failing):
+        diff = np.concatenate([g.analytic - g.numeric for g in failing])
+        W = np.concatenate([params[g.name].ravel()[g.index] for g in failing])
         c = float(np.vdot(diff, W) / max(np.vdot(W, W), 1e-300))
-        scale = np.linalg.norm(np.concatenate([g["numeric"] for g in failing]))
+        scale = np.linalg.norm(np.concatenate([g.numeric for g in failing]))
         if c != 0 and _explains(np.linalg.norm(diff - c * W), diff, max(scale, 1e-300)):
             times = c * m / l2
             text = ("lack the L2 term's gradient: g - g_num = -(l2/m) W" if abs(times + 1) < 1e-3 else
                     "have the L2 term's gradient twice: g - g_num = +(l2/m) W" if abs(times - 1) < 1e-3 else
                     f"have the L2 gradient with a wrong factor: g - g_num = {times:.4g} (l2/m) W")
-            names = ", ".join(g["name"] for g in failing)
+            names = ", ".join(g.name for g in failing)
             return [Finding(None, "grads", names, "l2", {"factor": times},
                             f"grads: the gradients passed for every weight ({names}) {text}; every bias is right")]
     swapped = _swapped(failing, params)
     for g in failing:
-        if g["name"] in swapped:
-            other = swapped[g["name"]]
-            findings.append(Finding(None, "grads", g["name"], "swapped", {"with": other},
-                                    f"grads: {g['name']} holds the gradient of {other}, and {other} the gradient of "
-                                    f"{g['name']}: two gradients of the same shape were exchanged"))
+        if g.name in swapped:
+            other = swapped[g.name]
+            findings.append(Finding(None, "grads", g.name, "swapped", {"with": other},
+                                    f"grads: {g.name} holds the gradient of {other}, and {other} the gradient of "
+                                    f"{g.name}: two gradients of the same shape were exchanged"))
             continue
-        full = g["index"].size == params[g["name"]].size
-        shape = params[g["name"]].shape
-        A = g["analytic"].reshape(shape) if full else g["analytic"]
-        N = g["numeric"].reshape(shape) if full else g["numeric"]
-        wrong = g["wrong"].reshape(shape) if full else g["wrong"]
-        quantity = Quantity(g["name"], A, N, wrong, positions=None if full else g["index"], shape=shape)
-        findings.append(classify(quantity, "grads", None, {"m": m, "l2": l2, "W": params[g["name"]]
-                                                             if g["name"] in regularized else None}))
+        full = g.index.size == params[g.name].size
+        shape = params[g.name].shape
+        A = g.analytic.reshape(shape) if full else g.analytic
+        N = g.numeric.reshape(shape) if full else g.numeric
+        wrong = g.wrong.reshape(shape) if full else g.wrong
+        quantity = Quantity(g.name, A, N, wrong, positions=None if full else g.index, shape=shape)
+        findings.append(classify(quantity, "grads", None, {"m": m, "l2": l2, "W": params[g.name]
+                                                             if g.name in regularized else None}))
     return findings
 
 
 def _swapped(failing, params):
     """``{name: other}`` for pairs of failing gradients of one shape, each matching the other's numeric value."""
-    full = [g for g in failing if g["index"].size == params[g["name"]].size]
+    full = [g for g in failing if g.index.size == params[g.name].size]
     pairs = {}
     for i, a in enumerate(full):
         for b in full[i + 1:]:
-            if a["name"] in pairs or b["name"] in pairs or params[a["name"]].shape != params[b["name"]].shape:
+            if a.name in pairs or b.name in pairs or params[a.name].shape != params[b.name].shape:
                 continue
-            if all(np.linalg.norm(x["analytic"] - y["numeric"]) <= FIT * max(np.linalg.norm(y["numeric"]), 1e-300)
+            if all(np.linalg.norm(x.analytic - y.numeric) <= FIT * max(np.linalg.norm(y.numeric), 1e-300)
                    for x, y in ((a, b), (b, a))):
-                pairs[a["name"]], pairs[b["name"]] = b["name"], a["name"]
+                pairs[a.name], pairs[b.name] = b.name, a.name
     return pairs
 
 
@@ -554,16 +555,16 @@ def diagnose_groups(groups, function, context=None):
     """Findings for a failed layer or function check: one per failing quantity."""
     findings = []
     for g in groups:
-        if not g["wrong"].any():
+        if not g.wrong.any():
             continue
-        shape = g["shape"]
-        full = g["index"].size == int(np.prod(shape))
-        A = g["analytic"].reshape(shape) if full else g["analytic"]
-        N = g["numeric"].reshape(shape) if full else g["numeric"]
-        quantity = Quantity(g["name"], A, N, g["wrong"].reshape(shape) if full else g["wrong"],
-                            positions=None if full else g["index"], shape=shape)
+        shape = g.shape
+        full = g.index.size == int(np.prod(shape))
+        A = g.analytic.reshape(shape) if full else g.analytic
+        N = g.numeric.reshape(shape) if full else g.numeric
+        quantity = Quantity(g.name, A, N, g.wrong.reshape(shape) if full else g.wrong,
+                            positions=None if full else g.index, shape=shape)
         ctx = dict(context or {})
-        if g["name"] != "X":
+        if g.name != "X":
             ctx.pop("X", None)
         findings.append(classify(quantity, function, None, ctx))
     return findings

@@ -33,6 +33,7 @@ its input (``np.maximum(Z, 0, out=Z)``) cannot corrupt what the checker holds.
 """
 import contextlib
 import copy
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit
@@ -47,6 +48,16 @@ BLOCK = 1 << 18           # values per block of the affine path (2 MB: stays in 
 STACK_BYTES = 64 << 20    # stacked activations per chunk of the exact paths
 JACOBIAN_VALUES = 1 << 22  # largest Jacobian of one example's unit against the later units (32 MB)
 TRANSPOSE_BYTES = 16 << 20  # activations up to this size also get a transposed copy (contiguous columns)
+
+
+class ParameterHandle(NamedTuple):
+    """One parameter of the Evaluator's copy: its name (``"2.W"``), the index ``k`` of its layer in the body,
+    the layer, the parameter's own name and the array itself (moved in place by the loop)."""
+    name: str
+    k: int
+    layer: object
+    pname: str
+    array: np.ndarray
 
 
 #: The paths of :meth:`Evaluator.path`, each the same function as the loop, differing only in rounding.
@@ -227,9 +238,9 @@ class Evaluator:
 
     # -- what the checks ask for
     def named_params(self):
-        """(name, index in body, layer, param name, array) for every parameter."""
+        """A :class:`ParameterHandle` for every parameter, in the model's order."""
         # Only the final Sigmoid is outside the body, and it has no parameters.
-        return [(f"{i}.{p}", i, layer, p, layer.params[p])
+        return [ParameterHandle(f"{i}.{p}", i, layer, p, layer.params[p])
                 for i, layer in enumerate(self.net.layers) for p in layer.params]
 
     def analytic(self):

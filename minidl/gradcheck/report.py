@@ -70,41 +70,41 @@ class GradCheckReport:
         self.isolation = None
         sums = np.zeros(3)      # ||g - g_num||^2, ||g||^2, ||g_num||^2 over every parameter
         for group in groups:
-            keep = None if not group["kink"].any() else ~group["kink"]
-            parts = [x if keep is None else x[keep] for x in (group["error"], group["analytic"], group["numeric"],
-                                                                group["tolerance"])]
+            keep = None if not group.kink.any() else ~group.kink
+            parts = [x if keep is None else x[keep] for x in (group.error, group.analytic, group.numeric,
+                                                                group.tolerance)]
             squares = np.array([np.dot(x, x) for x in parts[:3]])
-            group["difference"] = _ratio(*squares)
-            group["noise_only"] = bool(np.all(parts[0] <= parts[3]))
+            group.difference = _ratio(*squares)
+            group.noise_only = bool(np.all(parts[0] <= parts[3]))
             sums += squares
-        self.per_parameter = {grp["name"]: grp["difference"] for grp in groups}
+        self.per_parameter = {grp.name: grp.difference for grp in groups}
         self.difference = _ratio(*sums)
-        self.kinks = [(grp["name"], _unravel(i, grp["shape"])) for grp in groups
-                      for i in grp["index"][grp["kink"]]]
-        self.n_checked = int(sum(grp["index"].size for grp in groups))
-        self.passed = bool(all(not grp["wrong"].any() for grp in groups)
+        self.kinks = [(grp.name, _unravel(i, grp.shape)) for grp in groups
+                      for i in grp.index[grp.kink]]
+        self.n_checked = int(sum(grp.index.size for grp in groups))
+        self.passed = bool(all(not grp.wrong.any() for grp in groups)
                            and (dtype_check is None or dtype_check["passed"]))
 
     def _group(self, name):
         for grp in self.groups:
-            if grp["name"] == name:
+            if grp.name == name:
                 return grp
         raise KeyError(name)
 
     def parameter_ok(self, name):
         """True when no coordinate of the parameter is confirmed wrong (float32 check included)."""
         dtype_wrong = (self.dtype_check or {}).get("wrong", {}).get(name, 0)
-        return not self._group(name)["wrong"].any() and not dtype_wrong
+        return not self._group(name).wrong.any() and not dtype_wrong
 
     def wrong(self, name=None):
         """Coordinates confirmed wrong: ``[(name, index tuple)]``, of one parameter or all."""
         groups = self.groups if name is None else [self._group(name)]
-        return [(grp["name"], _unravel(i, grp["shape"])) for grp in groups for i in grp["index"][grp["wrong"]]]
+        return [(grp.name, _unravel(i, grp.shape)) for grp in groups for i in grp.index[grp.wrong]]
 
     @property
     def failed_parameters(self):
         """Names of the parameters that fail, in network order."""
-        return [grp["name"] for grp in self.groups if not self.parameter_ok(grp["name"])]
+        return [grp.name for grp in self.groups if not self.parameter_ok(grp.name)]
 
     @property
     def suspects(self):
@@ -128,7 +128,7 @@ class GradCheckReport:
         if not failing:
             return None
         deepest = max(failing)
-        later_ok = [int(g["name"].split(".")[0]) for g in self.groups if int(g["name"].split(".")[0]) > deepest]
+        later_ok = [int(g.name.split(".")[0]) for g in self.groups if int(g.name.split(".")[0]) > deepest]
         stop = min(later_ok) + 1 if later_ok else len(self.layer_names)
         return list(range(deepest, stop))
 
@@ -155,11 +155,11 @@ class GradCheckReport:
         """
         if name is None:
             diff = self.difference
-            n_wrong = sum(int(grp["wrong"].sum()) for grp in self.groups)
-            noise_only = all(grp["noise_only"] for grp in self.groups)
+            n_wrong = sum(int(grp.wrong.sum()) for grp in self.groups)
+            noise_only = all(grp.noise_only for grp in self.groups)
         else:
             grp = self._group(name)
-            diff, noise_only, n_wrong = grp["difference"], grp["noise_only"], int(grp["wrong"].sum())
+            diff, noise_only, n_wrong = grp.difference, grp.noise_only, int(grp.wrong.sum())
         if n_wrong:
             return f"BUG ({n_wrong:,} wrong)"
         if diff <= CORRECT:
@@ -186,13 +186,13 @@ class GradCheckReport:
         """:meth:`worst`'s rows with a sixth entry: the error as a multiple of the coordinate's tolerance."""
         rows = []
         for grp in self.groups:
-            ratio = grp["error"] / np.maximum(grp["tolerance"], np.finfo(float).tiny)
-            score = np.where(grp["kink"], -np.inf, np.where(grp["wrong"], 1 + ratio, np.minimum(ratio, 1)))
+            ratio = grp.error / np.maximum(grp.tolerance, np.finfo(float).tiny)
+            score = np.where(grp.kink, -np.inf, np.where(grp.wrong, 1 + ratio, np.minimum(ratio, 1)))
             top = np.argsort(-score, kind="stable")[:k]
-            rows += [(score[i], grp["name"], grp["index"][i], grp["analytic"][i], grp["numeric"][i], ratio[i])
+            rows += [(score[i], grp.name, grp.index[i], grp.analytic[i], grp.numeric[i], ratio[i])
                      for i in top if np.isfinite(score[i])]
         rows.sort(key=lambda r: -r[0])
-        shapes = {grp["name"]: grp["shape"] for grp in self.groups}
+        shapes = {grp.name: grp.shape for grp in self.groups}
         return [(name, _unravel(i, shapes[name]), float(g), float(n), _relative(g, n), float(ratio))
                 for _, name, i, g, n, ratio in rows[:k]]
 
@@ -231,8 +231,8 @@ class GradCheckReport:
                 [f"<li>{html.escape(f.message)}</li>" for f in self.diagnosis]
             parts.append(f"<p><b>diagnosis</b></p><ul>{''.join(items)}</ul>")
         parts += [f"<p>declaration: {html.escape(note)}</p>" for note in self.declarations]
-        rows = [(g["name"], str(g["shape"]), f"{g['index'].size:,}", f"{self.per_parameter[g['name']]:.2e}",
-                 f"{int(g['flagged'].sum()):,}", f"{int(g['wrong'].sum()):,}", self.verdict(g["name"]))
+        rows = [(g.name, str(g.shape), f"{g.index.size:,}", f"{self.per_parameter[g.name]:.2e}",
+                 f"{int(g.flagged.sum()):,}", f"{int(g.wrong.sum()):,}", self.verdict(g.name))
                 for g in self.groups]
         parts.append(_html_table(rows, ("parameter", "shape", "checked", "difference", "flagged", "wrong",
                                         "verdict")))
@@ -253,9 +253,9 @@ class GradCheckReport:
             out += [f"  - {finding.message}" for finding in self.diagnosis]
         rows = [("parameter", "shape", "checked", "difference", "flagged", "wrong", "verdict")]
         for grp in self.groups:
-            rows.append((grp["name"], str(grp["shape"]), f"{grp['index'].size:,}",
-                         f"{self.per_parameter[grp['name']]:.2e}", f"{int(grp['flagged'].sum()):,}",
-                         f"{int(grp['wrong'].sum()):,}", self.verdict(grp["name"])))
+            rows.append((grp.name, str(grp.shape), f"{grp.index.size:,}",
+                         f"{self.per_parameter[grp.name]:.2e}", f"{int(grp.flagged.sum()):,}",
+                         f"{int(grp.wrong.sum()):,}", self.verdict(grp.name)))
         out += _table(rows)
         worst = self._worst(5)
         if worst:
@@ -294,10 +294,10 @@ class GradCheckReport:
             out.append(f"kinks: {len(self.kinks)} coordinates crossed a non-differentiable point "
                        f"(e.g. a ReLU input changed sign) and are left out of the verdict: {shown}{more}")
         for grp in self.groups:
-            if grp.get("step") is not None:
-                scaled = grp["step"] < self.epsilon
-                out.append(f"steps: {int(scaled.sum()):,} coordinates of {grp['name']} meet inputs beyond "
-                           f"{MOVE_LIMIT:g} and were moved by as little as {grp['step'].min():.1e} instead of "
+            if grp.step is not None:
+                scaled = grp.step < self.epsilon
+                out.append(f"steps: {int(scaled.sum()):,} coordinates of {grp.name} meet inputs beyond "
+                           f"{MOVE_LIMIT:g} and were moved by as little as {grp.step.min():.1e} instead of "
                            f"epsilon, so that no unit moves by more than {MOVE_LIMIT * self.epsilon:.0e} "
                            f"(a larger move is truncation, not the backward)")
         if self.scipy_info:

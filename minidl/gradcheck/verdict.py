@@ -109,12 +109,12 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
     re-evaluated coordinate: set where no step of the ladder avoids a kink, cleared where one does.
     Everything but the screen itself is work over the re-evaluated positions only.
     """
-    g, kink = group["analytic"], group["kink"]
-    step = group.get("step")           # a step per coordinate (scaled to the inputs it meets), or epsilon
+    g, kink = group.analytic, group.kink
+    step = group.step                  # a step per coordinate (scaled to the inputs it meets), or epsilon
     h0 = epsilon if step is None else step
-    numeric = central(group["fp"], group["fm"], h0, group["slope"])
+    numeric = central(group.fp, group.fm, h0, group.slope)
     error = np.abs(numeric)            # first the buffer of the bar's |D| term: no temporary
-    bar = screen_bar(g, error, group["sigma"], h0, group["allowance"], numeric_abs=True)
+    bar = screen_bar(g, error, group.sigma, h0, group.allowance, numeric_abs=True)
     np.subtract(g, numeric, out=error)
     np.abs(error, out=error)
     flagged = error > bar
@@ -145,7 +145,7 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
         positions = np.union1d(positions, kinked[top_k(np.abs(g[kinked]), min(kinked.size, CONFIRM_MAX))])
     wrong = np.zeros(g.shape, dtype=bool)
     confirmed = np.zeros(g.shape, dtype=bool)
-    sigma = np.broadcast_to(np.asarray(group["sigma"], dtype=float), g.shape)
+    sigma = np.broadcast_to(np.asarray(group.sigma, dtype=float), g.shape)
 
     def reconfirm(at, below):
         """Confirm the coordinates at ``at`` (with ``below`` extra powers of ten below the ladder) and
@@ -155,8 +155,8 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
             out = evaluate(np.tile(at, len(hs)), hs.ravel())
             return tuple(a.reshape(len(hs), at.size) for a in out)
         found_wrong, new_kink, numeric[at], bar[at] = confirm(
-            g[at], group["slope"][at], sigma[at], epsilon, group["allowance"][at],
-            (group["fp"][at], group["fm"][at], kink[at]), at_steps,
+            g[at], group.slope[at], sigma[at], epsilon, group.allowance[at],
+            (group.fp[at], group.fm[at], kink[at]), at_steps,
             scale=None if step is None else step[at] / epsilon, below=below)
         kink[at] = new_kink          # a kink only where no step of the ladder avoids one
         wrong[at] = found_wrong & ~kink[at]
@@ -171,8 +171,8 @@ def judge(group, epsilon, evaluate, confirm_all=False, spot=None):
         # wrong only after steps below the ladder, whose smaller truncation the best-bar choice takes up.
         if suspect.size:
             reconfirm(suspect, BELOW)
-    group.update(numeric=numeric, tolerance=bar, flagged=flagged, confirmed=confirmed,
-                 wrong=wrong, kink=kink, error=error)
+    group.numeric, group.tolerance, group.flagged, group.confirmed = numeric, bar, flagged, confirmed
+    group.wrong, group.kink, group.error = wrong, kink, error
     return group
 
 
