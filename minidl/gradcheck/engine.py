@@ -48,6 +48,7 @@ BLOCK = 1 << 18           # values per block of the affine path (2 MB: stays in 
 STACK_BYTES = 64 << 20    # stacked activations per chunk of the exact paths
 JACOBIAN_VALUES = 1 << 22  # largest Jacobian of one example's unit against the later units (32 MB)
 TRANSPOSE_BYTES = 16 << 20  # activations up to this size also get a transposed copy (contiguous columns)
+MOVE_LIMIT = 1e3    # a step of a Dense's W moves a unit by at most this many epsilons (see row_steps)
 
 
 class ParameterHandle(NamedTuple):
@@ -70,101 +71,6 @@ PATHS = {
     "stacked columns": "whole perturbed copies of the batch, for a later layer that mixes examples",
     "generic": "the layer's own forward once per coordinate (a user's layer, a Dense subclass), the rest stacked",
 }
-
-
-def perturb_each(array, flat, h, change):
-    """The plain recipe for a black box: ``(fp, fm)`` with ``fp[b] = change()`` after ``array.flat[flat[b]] += h[b]``
-    and ``fm[b]`` after ``-= h[b]``, each coordinate restored after."""
-    h = np.broadcast_to(h, flat.shape)
-    fp, fm = np.empty(flat.size), np.empty(flat.size)
-    for b, f in enumerate(flat):
-        old = array.flat[f]
-        array.flat[f] = old + h[b]
-        fp[b] = change()
-        array.flat[f] = old - h[b]
-        fm[b] = change()
-        array.flat[f] = old
-    return fp, fm
-
-
-MOVE_LIMIT = 1e3    # a step of a Dense's W moves a unit by at most this many epsilons (see row_steps)
-
-
-def row_steps(inputs, epsilon):
-    """The step of each row of a Dense's W (one per input feature), or None when epsilon suits every row.
-
-    ``W[i, j] +- h`` moves unit j of example r by ``h * inputs[r, i]``: with features of 1e6 a step of
-    1e-7 moves a unit by 0.1, and truncation, not the backward, decides the difference. Rows whose
-    largest input is beyond ``MOVE_LIMIT`` get ``h_i = epsilon * MOVE_LIMIT / max_r |inputs[r, i]|``, so
-    no unit moves by more than ``MOVE_LIMIT * epsilon``; the rest keep epsilon.
-    """
-    largest = np.maximum(inputs.max(axis=0, initial=0.0), -inputs.min(axis=0, initial=0.0))   # no |inputs| copy
-    if largest.max(initial=0.0) <= MOVE_LIMIT:
-        return None
-    return epsilon * (MOVE_LIMIT / np.maximum(largest, MOVE_LIMIT))
-
-
-def _loss_change(t, p):
-    """``softplus(x + t) - softplus(x)`` in place, given ``p = sigmoid(x)``.
-
-    ``log((1 + e^(x + t)) / (1 + e^x)) = log1p(p expm1(t))``: an identity, not an approximation,
-    and free of the cancellation between two nearly equal losses. Callers keep ``|t| <= 1``, where
-    ``1 + p expm1(t) >= 1 - (1 - 1/e)`` is never close to 0.
-    """
-    np.expm1(t, out=t)
-    t *= p
-    np.log1p(t, out=t)
-    return t
-
-
-def is_plain_dense(layer):
-    return isinstance(layer, Dense) and type(layer).forward is Dense.forward
-
-
-def _call(layer, A, training):
-    """``layer.forward(A)``, with a copy of ``A`` when it is a cache and the layer is not minidl's own."""
-    if not A.flags.writeable and type(layer) not in _OWN_LAYERS:
-        A = A.copy()
-    return layer.forward(A, training)
-
-
-def _row_margins(A, values=1 << 20):
-    """``min_c |A[r, c]|`` per row, computed a block of rows at a time (no temporary the size of A)."""
-    out = np.empty(A.shape[0])
-    rows = max(1, values // max(1, A.shape[1]))
-    for r0 in range(0, A.shape[0], rows):
-        np.min(np.abs(A[r0:r0 + rows]), axis=1, initial=np.inf, out=out[r0:r0 + rows])
-    return out
-
-
-def _abs_product(A, absW, values=1 << 20):
-    """``|A| @ absW`` a block of rows at a time (no temporary the size of A)."""
-    out = np.empty((A.shape[0], absW.shape[1]))
-    rows = max(1, values // max(1, A.shape[1]))
-    for r0 in range(0, A.shape[0], rows):
-        np.matmul(np.abs(A[r0:r0 + rows]), absW, out=out[r0:r0 + rows])
-    return out
-
-
-def _frozen(A):
-    A.flags.writeable = False
-    return A
-
-
-def _value_table(A):
-    """``(rows, values, codes)``: each example's distinct values in ``A`` ``(m, n)``, flattened,
-    and for every entry its index among them; None when values repeat too little to pay."""
-    m, n = A.shape
-    rows, values, codes, offset = [], [], np.empty((m, n), dtype=np.int64), 0
-    for r in range(m):
-        unique, inverse = np.unique(A[r], return_inverse=True)
-        rows.append(np.full(unique.size, r))
-        values.append(unique)
-        codes[r] = inverse.ravel() + offset
-        offset += unique.size
-    if offset > m * n // 4:
-        return None
-    return np.concatenate(rows), np.concatenate(values), codes
 
 
 class Evaluator:
@@ -724,3 +630,96 @@ class Evaluator:
         if is_plain_dense(layer):
             return bound * float(np.abs(layer.params["W"]).sum(axis=0).max(initial=0.0))
         return None
+
+
+# ------------------------------------------------------------------ helpers the Evaluator calls
+def perturb_each(array, flat, h, change):
+    """The plain recipe for a black box: ``(fp, fm)`` with ``fp[b] = change()`` after ``array.flat[flat[b]] += h[b]``
+    and ``fm[b]`` after ``-= h[b]``, each coordinate restored after."""
+    h = np.broadcast_to(h, flat.shape)
+    fp, fm = np.empty(flat.size), np.empty(flat.size)
+    for b, f in enumerate(flat):
+        old = array.flat[f]
+        array.flat[f] = old + h[b]
+        fp[b] = change()
+        array.flat[f] = old - h[b]
+        fm[b] = change()
+        array.flat[f] = old
+    return fp, fm
+
+
+def row_steps(inputs, epsilon):
+    """The step of each row of a Dense's W (one per input feature), or None when epsilon suits every row.
+
+    ``W[i, j] +- h`` moves unit j of example r by ``h * inputs[r, i]``: with features of 1e6 a step of
+    1e-7 moves a unit by 0.1, and truncation, not the backward, decides the difference. Rows whose
+    largest input is beyond ``MOVE_LIMIT`` get ``h_i = epsilon * MOVE_LIMIT / max_r |inputs[r, i]|``, so
+    no unit moves by more than ``MOVE_LIMIT * epsilon``; the rest keep epsilon.
+    """
+    largest = np.maximum(inputs.max(axis=0, initial=0.0), -inputs.min(axis=0, initial=0.0))   # no |inputs| copy
+    if largest.max(initial=0.0) <= MOVE_LIMIT:
+        return None
+    return epsilon * (MOVE_LIMIT / np.maximum(largest, MOVE_LIMIT))
+
+
+def _loss_change(t, p):
+    """``softplus(x + t) - softplus(x)`` in place, given ``p = sigmoid(x)``.
+
+    ``log((1 + e^(x + t)) / (1 + e^x)) = log1p(p expm1(t))``: an identity, not an approximation,
+    and free of the cancellation between two nearly equal losses. Callers keep ``|t| <= 1``, where
+    ``1 + p expm1(t) >= 1 - (1 - 1/e)`` is never close to 0.
+    """
+    np.expm1(t, out=t)
+    t *= p
+    np.log1p(t, out=t)
+    return t
+
+
+def is_plain_dense(layer):
+    return isinstance(layer, Dense) and type(layer).forward is Dense.forward
+
+
+def _call(layer, A, training):
+    """``layer.forward(A)``, with a copy of ``A`` when it is a cache and the layer is not minidl's own."""
+    if not A.flags.writeable and type(layer) not in _OWN_LAYERS:
+        A = A.copy()
+    return layer.forward(A, training)
+
+
+def _row_margins(A, values=1 << 20):
+    """``min_c |A[r, c]|`` per row, computed a block of rows at a time (no temporary the size of A)."""
+    out = np.empty(A.shape[0])
+    rows = max(1, values // max(1, A.shape[1]))
+    for r0 in range(0, A.shape[0], rows):
+        np.min(np.abs(A[r0:r0 + rows]), axis=1, initial=np.inf, out=out[r0:r0 + rows])
+    return out
+
+
+def _abs_product(A, absW, values=1 << 20):
+    """``|A| @ absW`` a block of rows at a time (no temporary the size of A)."""
+    out = np.empty((A.shape[0], absW.shape[1]))
+    rows = max(1, values // max(1, A.shape[1]))
+    for r0 in range(0, A.shape[0], rows):
+        np.matmul(np.abs(A[r0:r0 + rows]), absW, out=out[r0:r0 + rows])
+    return out
+
+
+def _frozen(A):
+    A.flags.writeable = False
+    return A
+
+
+def _value_table(A):
+    """``(rows, values, codes)``: each example's distinct values in ``A`` ``(m, n)``, flattened,
+    and for every entry its index among them; None when values repeat too little to pay."""
+    m, n = A.shape
+    rows, values, codes, offset = [], [], np.empty((m, n), dtype=np.int64), 0
+    for r in range(m):
+        unique, inverse = np.unique(A[r], return_inverse=True)
+        rows.append(np.full(unique.size, r))
+        values.append(unique)
+        codes[r] = inverse.ravel() + offset
+        offset += unique.size
+    if offset > m * n // 4:
+        return None
+    return np.concatenate(rows), np.concatenate(values), codes
