@@ -71,7 +71,7 @@ def cat_dir():
 
 def pytest_terminal_summary(terminalreporter):
     """Print the mutation battery's catch rate (tests/test_mutations.py) and the diagnosis battery's
-    accuracy (tests/test_diagnosis.py)."""
+    accuracy (tests/test_diagnose.py)."""
     import sys
     module = sys.modules.get("test_mutations")
     results = getattr(module, "RESULTS", None)
@@ -82,7 +82,7 @@ def pytest_terminal_summary(terminalreporter):
         for name, ok in results.items():
             if not ok:
                 terminalreporter.write_line(f"  missed: {name}")
-    verdicts = getattr(sys.modules.get("test_diagnosis"), "DIAGNOSED", None)
+    verdicts = getattr(sys.modules.get("test_diagnose"), "DIAGNOSED", None)
     if verdicts:
         counts = {v: verdicts.count(v) for v in ("named right", "named wrong", "not named")}
         terminalreporter.write_line(f"diagnosis battery: {len(verdicts)} mistakes, " +

@@ -1,5 +1,5 @@
-"""Issue 10: the diagnosis battery. Every mistake must be isolated to the right function and named
-as the right kind; correct networks get no diagnosis at all."""
+"""The diagnosis (minidl/gradcheck/diagnose.py) and its battery: every mistake must be isolated to the right
+function and named as the right kind; correct networks get no diagnosis at all."""
 import numpy as np
 import pytest
 

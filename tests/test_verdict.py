@@ -1,5 +1,6 @@
-"""Issue 9: situations that fooled the checker, both ways. Each is a bug that must be caught or a
-correct network that must pass; all failed on the checker before its noise model."""
+"""The verdict (minidl/gradcheck/verdict.py, scipy_check.py): situations that fooled the checker, both ways.
+Each is a bug that must be caught or a correct network that must pass; all failed on the checker before its
+noise model."""
 import numpy as np
 import pytest
 from scipy.special import expit
