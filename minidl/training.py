@@ -151,12 +151,12 @@ class Trainer:
         elif self.patience is not None:
             raise InputError("patience needs validation data: pass validation=(X_val, Y_val) to fit")
         check_batch = (X[:self.gradcheck_batch], Y[:self.gradcheck_batch])
-        if self.debug and self.step == 0:
-            self._doctor(X[:DOCTOR_EXAMPLES], Y[:DOCTOR_EXAMPLES])
-            self._gradcheck(*check_batch)
-        bar = tqdm(total=self.epochs, initial=self.epoch, desc="train", unit="epoch", leave=False,
-                   disable=True if not self.progress else None)
-        with self._interrupt_between_steps():
+        with self._interrupt_between_steps():       # from here on Ctrl-C waits for a step boundary
+            if self.debug and self.step == 0:
+                self._doctor(X[:DOCTOR_EXAMPLES], Y[:DOCTOR_EXAMPLES])
+                self._gradcheck(*check_batch)
+            bar = tqdm(total=self.epochs, initial=self.epoch, desc="train", unit="epoch", leave=False,
+                       disable=True if not self.progress else None)
             self._fit_epochs(X, Y, None if validation is None else (X_val, Y_val), check_batch, bar)
         return self.history
 

@@ -42,8 +42,8 @@ def main(argv=None):
                               debug=args.debug or None, gradcheck_after=args.gradcheck_after)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
-    print(model, flush=True)
-    try:
+    try:                      # Ctrl-C from the summary on ends in the message below, with --save honoured
+        print(model, flush=True)
         initial_cost = model.cost(X, Y)
         history = trainer.fit(X, Y)
     except KeyboardInterrupt:
