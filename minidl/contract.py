@@ -187,7 +187,7 @@ def _differ(got, expected):
     return ~same
 
 
-def _call(f, Z):
+def _attempt(f, Z):
     try:
         return np.asarray(f(Z)), None
     except Exception as exc:      # a user's forward that cannot take the shape: the shortcut cannot be used
@@ -200,13 +200,13 @@ def _rowwise_contradiction(f, X, out, what="output"):
     if m > 1:
         moved = X.copy()
         moved[-1] += step
-        got, error = _call(f, moved)
+        got, error = _attempt(f, moved)
         if error is None and got.shape == out.shape:
             rows = np.flatnonzero(_differ(got[:-1], out[:-1]).any(axis=1))
             if rows.size:
                 return f"its {what} at row {rows[0]} moved when row {m - 1} of its input did"
     stacked = np.concatenate([X[::-1], X + step])
-    got, error = _call(f, stacked)
+    got, error = _attempt(f, stacked)
     if error is not None:
         return f"its {what} failed on {2 * m} rows stacked ({error})"
     if got.shape != (2 * m,) + out.shape[1:]:
@@ -220,7 +220,7 @@ def _rowwise_contradiction(f, X, out, what="output"):
 
 def _elementwise_contradiction(f, X, out, what="output"):
     order = np.arange(X.size)[::-1]
-    got, error = _call(f, X.ravel()[order])
+    got, error = _attempt(f, X.ravel()[order])
     if error is not None:
         return f"its {what} failed on a 1-D array of its input's values ({error})"
     expected = np.asarray(out).ravel()[order]
