@@ -182,7 +182,7 @@ class Dense(Layer):
 
     def __repr__(self):
         init = "" if self.init == "auto" else f", init={self.init!r}"
-        return f"Dense({self.n_in}, {self.n_out}{init})"
+        return f"{type(self).__name__}({self.n_in}, {self.n_out}{init})"
 
 
 class ReLU(Layer):

@@ -15,8 +15,12 @@ CHECKS = ["setup", "forward", "backward", "gradients", "float32", "declarations"
           "get_config", "checkpoint", "repr"]
 
 
+class MyDense(mdl.Dense):
+    """A Dense subclass, as people write one to change its backward: its repr says its own name."""
+
+
 @pytest.mark.parametrize("layer", [mdl.Dense(3, 2), mdl.Dense(4, 3, init="he"), mdl.ReLU(), mdl.Sigmoid(), mdl.Tanh(),
-                                   mdl.Dropout(0.3), LeakyReLU(0.1), Scale()], ids=repr)
+                                   mdl.Dropout(0.3), LeakyReLU(0.1), Scale(), MyDense(3, 2)], ids=repr)
 def test_every_built_in_layer_and_a_correct_users_layer_passes(layer):
     summary = check_layer(layer)
     assert [name for name, _ in summary.rows] == CHECKS
