@@ -380,3 +380,5 @@ def test_the_one_dimensional_exercise_is_check_gradient():
     report = mdl.check_gradient(lambda t: forward_propagation(x, t), lambda t: backward_propagation(x, t), theta)
     assert report.passed and report.difference < 2e-7
     assert not mdl.check_gradient(lambda t: forward_propagation(x, t), lambda t: x + 1, theta).passed
+    # J and dJ receive a number, as the notebook's functions expect (float() of an array would fail)
+    assert mdl.check_gradient(lambda t: float(t) ** 2, lambda t: 2 * float(t), theta).passed

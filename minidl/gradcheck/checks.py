@@ -440,6 +440,7 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
     k = check_int(k, "k", minimum=1)
     seed = check_seed(seed)
     structured = isinstance(theta, (dict, list, tuple))
+    number = not structured and np.ndim(theta) == 0         # the course's 1-D part: J and dJ take a number
     if structured:
         leaves = [(name, check_array(value, f"theta{_access(path)}", ndim=np.ndim(value) or 1).copy())
                   for name, path, value in _leaves(theta)]
@@ -450,8 +451,15 @@ def check_gradient(J, dJ, theta, epsilon=1e-7, scipy_check=True, seed=0, coords=
         raise InputError("theta must hold at least one array; received an empty structure")
     arrays = [array for _, array in leaves]
     paths = [path for _, path, _ in _leaves(theta)] if structured else None
-    rebuild = (lambda: _rebuild(theta, iter([a.copy() for a in arrays]))) if structured else \
-        (lambda: arrays[0].copy())
+    if structured:
+        def rebuild():
+            return _rebuild(theta, iter([a.copy() for a in arrays]))
+    elif number:
+        def rebuild():
+            return float(arrays[0][0])
+    else:
+        def rebuild():
+            return arrays[0].copy()
     roundoff = [UNIT_ROUNDOFF]
 
     def value(at_theta=False):
