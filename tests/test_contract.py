@@ -166,23 +166,11 @@ def test_the_trainers_debug_check_is_not_fooled_by_a_false_declaration():
 
 
 def test_true_declarations_are_kept_and_built_in_layers_are_not_probed(monkeypatch):
-    class LeakyReLU(mdl.Layer):
-        elementwise = rowwise = True
-
-        def forward(self, X, training=False):
-            self.X = X
-            return np.where(X > 0, X, 0.1 * X)
-
-        def backward(self, dA):
-            return dA * np.where(self.X > 0, 1.0, 0.1)
-
-        def kink_pattern(self, X):
-            return X > 0
-
+    from test_layers import LeakyReLU          # the README's old example: every declaration true
     A = RNG.standard_normal((6, 4))
-    shortcuts = contract.probe(LeakyReLU(), A, LeakyReLU().forward(A), False, "layer 1 (LeakyReLU)")
+    shortcuts = contract.probe(LeakyReLU(0.1), A, LeakyReLU(0.1).forward(A), False, "layer 1 (LeakyReLU)")
     assert (shortcuts.elementwise, shortcuts.rowwise, shortcuts.kinks, shortcuts.notes) == (True, True, True, [])
-    assert around(LeakyReLU()).gradcheck(X, Y).declarations == []
+    assert around(LeakyReLU(0.1)).gradcheck(X, Y).declarations == []
     calls = []
     monkeypatch.setattr(mdl.ReLU, "forward", lambda self, Z, training=False: calls.append(Z.shape) or
                         np.maximum(Z, 0))

@@ -1,5 +1,8 @@
 """The diagnosis (minidl/gradcheck/diagnose.py) and its battery: every mistake must be isolated to the right
 function and named as the right kind; correct networks get no diagnosis at all."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -495,24 +498,12 @@ def test_a_black_box_computed_in_float32_is_judged_by_its_own_noise():
         assert not mdl.check_gradient(J, lambda t: 4 * t, theta).passed     # dJ doubled: still caught
 
 
-def _decades(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(3, 9))
-    scales = 10.0 ** rng.uniform(-6, 6, n)
-    X_ = rng.standard_normal((8, n)) * scales
-    widths = [n] + [int(rng.integers(2, 9)) for _ in range(int(rng.integers(1, 3)))]
-    acts = [[mdl.Tanh], [mdl.ReLU], [mdl.Sigmoid], [mdl.Tanh, mdl.ReLU]][rng.integers(4)]
-    layers = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers += [mdl.Dense(a, b), acts[i % len(acts)]()]
-    model = mdl.Sequential(layers + [mdl.Dense(widths[-1], 1), mdl.Sigmoid()], seed=int(rng.integers(10 ** 6)))
-    model.layers[0].params["W"] /= scales[:, None] * np.sqrt(n)
-    return model, X_, rng.integers(0, 2, 8)
-
-
 def test_features_spanning_many_decades_raise_no_false_alarm_and_a_bug_is_still_caught():
-    for seed in (4, 22, 25, 32, 61, 64, 86, 97):          # main: every one of these fails
-        model, X_, Y_ = _decades(seed)
+    """The trust sweep's many_decades family (features from 1e-6 to 1e6): these seeds all failed on main."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import trust_sweep
+    for seed in (15004, 15027, 15042, 15047, 15050, 15065, 15077):
+        model, X_, Y_, _ = trust_sweep.many_decades(np.random.default_rng(seed), mdl.Dense)
         report = model.gradcheck(X_, Y_, scipy_check=False)
         assert report.passed, report.summary()
         text = str(report)
