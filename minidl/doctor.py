@@ -28,8 +28,10 @@ reasonable setups (``benchmarks/doctor_sweep.py``):
 7. **Overfit a handful.** A copy trained on ``HANDFUL`` = 8 examples with Adam(0.01), without L2, for at most
    ``OVERFIT_STEPS`` = 500 full-batch steps must classify all of them; and the gradient check runs (a failed
    verdict and its diagnosis join the findings).
-8. **Examples stay independent.** Row 1 of each layer's input is moved: row 0 of its output must not move,
-   unless the layer declares that it mixes examples (``rowwise = False``, as a batch normalisation would).
+8. **Examples stay independent.** A layer that declares it keeps examples apart (``rowwise = True``) must not
+   mix them on the data: the layer contract's probe (one row moved, rows reordered, a copy stacked) is run on
+   each such layer of the user's. A layer that declares it mixes them (``rowwise = False``, as a batch
+   normalisation would) is left alone.
 """
 import copy
 import html
@@ -40,6 +42,7 @@ import numpy as np
 from .layers import Dense, Dropout, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy
 from .model import Sequential
+from . import contract
 from .errors import InputTypeError
 from .optim import Adam, Optimizer
 from .validation import check_array, check_labels, check_seed
@@ -327,21 +330,15 @@ def _overfit(net, X, Y, gradcheck, seed):
 
 
 def _independence(net, X):
-    """The first layer whose output for example 0 moves when example 1's input does (and that does not
-    declare that it mixes examples)."""
-    if X.shape[0] < 2:
-        return []
+    """The first layer that declares it keeps examples apart (``rowwise = True``) and mixes them on the data:
+    the layer contract's own probe (:func:`minidl.contract.probe`; minidl's layers keep them apart)."""
     A = X
     for i, layer in enumerate(net.layers):
-        moved = A.copy()
-        moved[1] += 0.5 * (1.0 + np.abs(A).max())
-        out, out_moved = layer.forward(A.copy(), False), layer.forward(moved, False)
-        if layer.rowwise and not isinstance(layer, Dropout) and out.shape == out_moved.shape and \
-                not np.allclose(out[0], out_moved[0], rtol=1e-9, atol=1e-12):
+        out = layer.forward(A.copy(), False)
+        if layer.rowwise and not contract.probe(layer, A, out, False, contract.describe(layer, i)).rowwise:
             return [Finding("examples mix", i, {},
-                            f"layer {i} ({layer!r}) mixes examples: its output for example 0 moved when only example "
-                            f"1's input did, though it declares rowwise = True; each example's loss then depends on "
-                            f"the others (a wrong reshape or axis?)")]
+                            f"layer {i} ({layer!r}) mixes examples though it declares rowwise = True: each example's "
+                            f"loss then depends on the others (a wrong reshape or axis?)")]
         A = out
     return []
 

@@ -252,12 +252,8 @@ def _float32(layer, X, seed):
 
 
 def _declarations(layer, X, seed):
-    _prepare(layer, X)
-    if isinstance(layer, Dropout):      # with a fixed mask it declares neither, as it should
-        A = layer.forward(X.copy(), True)
-    else:
-        A = layer.forward(X.copy(), False)
-    shortcuts = contract.probe(layer, X, A, isinstance(layer, Dropout), contract.describe(layer))
+    A = _prepare(layer, X).forward(X.copy(), _training(layer))     # a Dropout with its fixed mask declares neither
+    shortcuts = contract.probe(layer, X, A, _training(layer), contract.describe(layer))
     assert not shortcuts.contradictions, "; ".join(shortcuts.contradictions)
     declared = [name for name in ("elementwise", "rowwise") if getattr(layer, name)]
     kinks = "kink_pattern" if layer.kink_pattern(X.copy()) is not None else "no kink_pattern"

@@ -26,7 +26,7 @@ class History(dict):
 
     def _repr_html_(self):
         import html
-        columns = [key for key in ("cost", "accuracy", "val_cost", "val_accuracy") if self.get(key)]
+        columns = [key for key in EPOCH_KEYS if self.get(key)]
         epochs = len(self.get("cost", []))
         shown = list(range(epochs)) if epochs <= 12 else list(range(5)) + [None] + list(range(epochs - 5, epochs))
         rows = "".join("<tr><td>...</td>" + "<td></td>" * len(columns) + "</tr>" if e is None else
