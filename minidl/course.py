@@ -240,16 +240,15 @@ def gradient_check_n(parameters, gradients, X, Y, epsilon=1e-7, print_msg=False,
     given_Y = Y
     X, Y = _course_X_Y(X, Y, dims[0])
     yours = _learner_cost(parameters, X, Y, given_Y, cost, forward)
-    assumed = hidden is not None
-    hidden = check_choice(hidden, "hidden", tuple(ACTIVATIONS)) if assumed else _inferred_hidden(
+    hidden = check_choice(hidden, "hidden", tuple(ACTIVATIONS)) if hidden is not None else _inferred_hidden(
         parameters, X, Y, lambd, yours)
     model = model_from_parameters(parameters, hidden, lambd)
     grads = gradients_to_minidl(gradients, model)
     report = model.gradcheck(X.T, Y.T, epsilon=epsilon, grads=grads, **options)
     course_report = _in_course_terms(report, model, parameters, lambd, X.shape[1], dims, hidden)
     if yours is not None:
-        finding = _cost_finding(parameters, X, Y, lambd, hidden, assumed, yours, _low_precision(parameters, X,
-                                                                                                gradients, cost))
+        low_precision = _low_precision(parameters, X, gradients, cost)
+        finding = _cost_finding(parameters, X, Y, lambd, hidden, yours, low_precision)
         if finding is not None:
             course_report.diagnosis.insert(0, finding)
             course_report.passed = False
@@ -355,13 +354,18 @@ def _standard_cost(parameters, X, Y, lambd, hidden, yours):
 
 def _inferred_hidden(parameters, X, Y, lambd, yours):
     """The hidden activation whose standard cost matches the learner's; "relu" when none or nothing to match."""
-    if yours is None:
-        return "relu"
+    return "relu" if yours is None else _matching_hidden(parameters, X, Y, lambd, yours, 1e-5) or "relu"
+
+
+def _matching_hidden(parameters, X, Y, lambd, yours, relative, skip=None):
+    """The first hidden activation (other than ``skip``) whose standard cost is the learner's within
+    ``relative``; None when none is."""
     for hidden in ACTIVATIONS:
-        standard, theirs = _standard_cost(parameters, X, Y, lambd, hidden, yours)
-        if abs(theirs - standard) <= 1e-5 * max(1.0, abs(standard)):
-            return hidden
-    return "relu"
+        if hidden != skip:
+            standard, theirs = _standard_cost(parameters, X, Y, lambd, hidden, yours)
+            if abs(theirs - standard) <= relative * max(1.0, abs(standard)):
+                return hidden
+    return None
 
 
 def _low_precision(*things):
@@ -397,20 +401,19 @@ def _in_course_terms(report, model, parameters, lambd, m, dims, hidden):
     return out
 
 
-def _cost_finding(parameters, X, Y, lambd, hidden, assumed, yours, low_precision):
+def _cost_finding(parameters, X, Y, lambd, hidden, yours, low_precision):
     """A finding when the learner's cost (given, or from their forward pass) is not the standard one; when it
     is the standard cost of other hidden layers, the finding says which and how to ask for them."""
+    relative = 1e-5 if low_precision else 1e-7
     standard, theirs = _standard_cost(parameters, X, Y, lambd, hidden, yours)
-    tolerance = (1e-5 if low_precision else 1e-7) * max(1.0, abs(standard))
-    if abs(theirs - standard) <= tolerance:
+    if abs(theirs - standard) <= relative * max(1.0, abs(standard)):
         return None
     what = "the cost of your forward pass" if isinstance(yours, tuple) or yours is None else "your cost"
-    for other in ACTIVATIONS:
-        other_standard, other_theirs = _standard_cost(parameters, X, Y, lambd, other, yours)
-        if other != hidden and abs(other_theirs - other_standard) <= tolerance:
-            return Finding(None, "cost", "J", "hidden", {"assumed": hidden, "matches": other},
-                           f"checked as {ACTIVATION_NAMES[hidden]} hidden layers (hidden={hidden!r}); {what} "
-                           f"matches {ACTIVATION_NAMES[other]} hidden layers: pass hidden={other!r}")
+    other = _matching_hidden(parameters, X, Y, lambd, yours, relative, skip=hidden)
+    if other is not None:
+        return Finding(None, "cost", "J", "hidden", {"assumed": hidden, "matches": other},
+                       f"checked as {ACTIVATION_NAMES[hidden]} hidden layers (hidden={hidden!r}); {what} "
+                       f"matches {ACTIVATION_NAMES[other]} hidden layers: pass hidden={other!r}")
     return Finding(None, "cost", "J", "cost", {"yours": theirs, "standard": standard},
                    f"{what} J = {theirs:.10g} differs from the standard L-layer cost {standard:.10g} with "
                    f"{ACTIVATION_NAMES[hidden]} hidden layers (cross-entropy plus lambd/(2m) sum ||W||^2), and "
