@@ -108,6 +108,15 @@ def check_backward(layer, dX, x_shape, where):
                                      f"received shape {grad.shape}{hint}")
 
 
+def run_backward(layer, dA, x_shape, where):
+    """``layer.backward(dA)`` held to the contract: its grads cleared first (a gradient left from an earlier
+    call must not stand in for a missing one), then dX and every gradient checked. Returns dX."""
+    layer.grads.clear()
+    dX = layer.backward(dA)
+    check_backward(layer, dX, x_shape, where)
+    return dX
+
+
 def _what(value):
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype} and shape {value.shape}"

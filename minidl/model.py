@@ -213,11 +213,9 @@ class Sequential:
             layer = self.body[i]
             if contract.is_built_in(layer):
                 dA = layer.backward(dA)
-            else:             # a gradient left over from the last call must not stand in for a missing one
-                layer.grads.clear()
-                dA = layer.backward(dA)
-                contract.check_backward(layer, dA, (m, self.widths[i - 1] if i else self.n_features),
-                                        contract.describe(layer, i))
+            else:
+                dA = contract.run_backward(layer, dA, (m, self.widths[i - 1] if i else self.n_features),
+                                           contract.describe(layer, i))
             if check_finite and dA is not None:
                 where = f"layer {i} ({layer!r})"
                 _require_finite(dA, f"the gradient flowing out of {where}")

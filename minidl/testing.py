@@ -221,9 +221,7 @@ def _forward(layer, X, seed):
 def _backward(layer, X, seed):
     _prepare(layer, X)
     A = layer.forward(X.copy(), _training(layer))
-    layer.grads.clear()
-    dX = layer.backward(_upstream(A.shape, seed))
-    contract.check_backward(layer, dX, X.shape, contract.describe(layer))
+    dX = contract.run_backward(layer, _upstream(A.shape, seed), X.shape, contract.describe(layer))
     return f"dX of shape {dX.shape}; grads {sorted(layer.grads)} of their parameters' shapes"
 
 
