@@ -8,8 +8,12 @@ Two tables, printed side by side for every family of networks:
   check catches, median and worst over the family's networks, on the ladder 1e-1 ... 1e-9 (networks
   whose first dW is exactly zero carry no error and are left out).
 
-Then one count: float32 models whose first dW is rounded through float16 (a slip 1,000 times float32's
-rounding that only the float32 comparison can see), caught of tried.
+scipy's cross-check is counted beside them: correct networks where it is said to disagree with the
+verdict, and broken networks (r = 1e-1) minidl fails where scipy sees the error too.
+
+Then two counts: float32 models whose first dW is rounded through float16 (a slip 1,000 times float32's
+rounding that only the float32 comparison can see), caught of tried; and a blind spot, first-layer errors in
+wide networks with every unit of one example at its kink (see ``every_unit_at_a_kink``).
 
 Uses only minidl's public API, so the same script measures any version:
 ``PYTHONPATH=/path/to/old/checkout python benchmarks/trust_sweep.py``.
@@ -229,9 +233,22 @@ def many_decades(rng, first):
     return model, X, _labels(rng, 8), {}
 
 
+def wide_at_kinks(rng, first, units=None):
+    """Over 1,000 parameters, so scipy checks one random direction, with some of one example's first-layer
+    units (``units``, default 1 to 3 of 4) within 1e-8 to 1e-12 of their kink: scipy's step crosses kinks."""
+    n, m = int(rng.integers(250, 600)), int(rng.integers(2, 9))
+    X = rng.standard_normal((m, n))
+    model = _net(first, [n, 4] + [int(rng.integers(2, 6))] + [1], [mdl.ReLU, [mdl.ReLU, mdl.Tanh][rng.integers(2)]],
+                 rng, l2=float(rng.choice([0.0, 0.3])))
+    W, b = model.layers[0].params["W"], model.layers[0].params["b"]
+    at = rng.permutation(4)[:units or int(rng.integers(1, 4))]
+    b[at] -= (X @ W + b)[0, at] - 10.0 ** -rng.uniform(8, 12, at.size)
+    return model, X, _labels(rng, m), {}
+
+
 FAMILIES = [saturated, huge_l2, one_example, float32, many_kinks, tiny_gradients, frozen_dropout, raw_pixels,
             large_cancelling, confident, sigmoid_subclass, epsilons, large_steps, inplace_layers, lying_layers,
-            many_decades]
+            many_decades, wide_at_kinks]
 
 
 class Float16SlipDense(mdl.Dense):
@@ -254,6 +271,25 @@ def float16_slips(networks, seed=0):
     return caught, networks
 
 
+def every_unit_at_a_kink(networks, seed=0):
+    """``(minidl fails, scipy sees, neither, tried)``: wide_at_kinks networks with every first-layer unit of one
+    example at its kink and dW of the first layer 1.1 times the right value. Every step of the first W then
+    crosses a kink, and coordinates whose steps cross kinks are left out of the verdict: what is left to see
+    the error is the later layers' coordinates (not moved by it) and scipy's random direction."""
+    fails = sees = neither = 0
+    ScaledDense.r = 0.1
+    try:
+        for s in range(seed * 100_000 + 80_000, seed * 100_000 + 80_000 + networks):
+            model, X, Y, options = wide_at_kinks(np.random.default_rng(s), ScaledDense, units=4)
+            report = model.gradcheck(X, Y, **options)
+            fails += not report.passed
+            sees += not report.scipy_info["consistent"]
+            neither += report.passed and report.scipy_info["consistent"]
+    finally:
+        ScaledDense.r = 0.0
+    return fails, sees, neither, networks
+
+
 def check(family, seed, first=mdl.Dense):
     rng = np.random.default_rng(seed)
     model, X, Y, options = family(rng, first)
@@ -268,25 +304,33 @@ def _carries_an_error(family, seed):
 
 
 def sweep(per_family, detect, seed=0, out=sys.stdout):
-    """Run both tables; returns ``{family: (networks, false alarms, median r, worst r)}``."""
+    """Run both tables; returns ``{family: (networks, false alarms, median r, worst r, scipy disagrees,
+    scipy sees, broken)}``."""
     results = {}
     for f_index, family in enumerate(FAMILIES):
         base = seed * 100_000 + f_index * 1_000
-        alarms = [s for s in range(base, base + per_family) if not check(family, s).passed]
-        caught = []
+        reports = {s: check(family, s) for s in range(base, base + per_family)}
+        alarms = [s for s, report in reports.items() if not report.passed]
+        disagrees = sum(not report.scipy_info["agrees"] for report in reports.values() if report.scipy_info)
+        caught, sees, broken = [], 0, 0
         for s in range(base, base + detect):
             if not _carries_an_error(family, s):
                 continue
             smallest = math.inf
             for r in LADDER:
                 ScaledDense.r = r
-                if check(family, s, ScaledDense).passed:
+                report = check(family, s, ScaledDense)
+                if r == LADDER[0] and not report.passed:
+                    broken += 1
+                    sees += bool(report.scipy_info) and not report.scipy_info["consistent"]
+                if report.passed:
                     break
                 smallest = r
             caught.append(smallest)
         ScaledDense.r = 0.0
         caught = caught or [math.nan]
-        results[family.__name__] = (per_family, len(alarms), float(np.median(caught)), max(caught))
+        results[family.__name__] = (per_family, len(alarms), float(np.median(caught)), max(caught), disagrees,
+                                    sees, broken)
         if alarms:
             print(f"  false alarms in {family.__name__}: seeds {alarms[:5]}", file=out)
     return results
@@ -294,12 +338,17 @@ def sweep(per_family, detect, seed=0, out=sys.stdout):
 
 def print_tables(results, out=sys.stdout):
     fmt = lambda r: "n/a" if math.isnan(r) else "missed" if not math.isfinite(r) else f"{r:.0e}"
-    print(f"{'family':<18} {'networks':>8} {'false alarms':>13} {'caught r (median)':>18} {'(worst)':>8}", file=out)
-    for name, (n, alarms, median, worst) in results.items():
-        print(f"{name:<18} {n:>8} {alarms:>13} {fmt(median):>18} {fmt(worst):>8}", file=out)
+    print(f"{'family':<18} {'networks':>8} {'false alarms':>13} {'caught r (median)':>18} {'(worst)':>8} "
+          f"{'scipy disagrees':>16} {'scipy sees r=0.1':>17}", file=out)
+    for name, (n, alarms, median, worst, disagrees, sees, broken) in results.items():
+        print(f"{name:<18} {n:>8} {alarms:>13} {fmt(median):>18} {fmt(worst):>8} {disagrees:>16} "
+              f"{f'{sees} of {broken}':>17}", file=out)
     total = sum(v[0] for v in results.values())
     alarms = sum(v[1] for v in results.values())
-    print(f"{'all':<18} {total:>8} {alarms:>13}", file=out)
+    disagrees = sum(v[4] for v in results.values())
+    sees, broken = sum(v[5] for v in results.values()), sum(v[6] for v in results.values())
+    print(f"{'all':<18} {total:>8} {alarms:>13} {'':>18} {'':>8} {disagrees:>16} {f'{sees} of {broken}':>17}",
+          file=out)
 
 
 def main(argv=None):
@@ -312,6 +361,9 @@ def main(argv=None):
     print_tables(sweep(args.per_family, args.detect, args.seed))
     caught, tried = float16_slips(args.per_family, args.seed)
     print(f"float16 slips inside float32 models (first dW rounded through float16): {caught} of {tried} caught")
+    fails, sees, neither, tried = every_unit_at_a_kink(args.per_family // 2, args.seed)
+    print(f"every unit of one example at its kink, first dW 1.1x: minidl fails {fails} of {tried}, scipy sees "
+          f"{sees}, neither {neither} (steps that cross kinks are left out of the verdict)")
     print(f"({time.perf_counter() - start:.0f} s, minidl {mdl.__file__})")
 
 

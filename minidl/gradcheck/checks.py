@@ -18,13 +18,14 @@ from ..model import Sequential
 from ..validation import check_array, check_choice, check_float, check_int, check_labels, check_seed
 from .diagnose import diagnose_groups, diagnose_model
 from .engine import UNIT_ROUNDOFF, Evaluator, is_plain_dense, perturb_each, row_steps
-from .scipy_check import SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, scipy_cross_check
+from .scipy_check import SCIPY_ALL_DIRECTIONS_MAX, SCIPY_STEP, scipy_all_directions, scipy_one_direction
 from .verdict import K_NOISE, SPOT_CHECK, judge, top_k
 from .precision import (UNIT_ROUNDOFF_32, backward_magnitudes, dtype_check as dtype_check_of, float32_allowance,
                         layer_dtype_check, magnitudes as magnitudes_of)
 from .report import GradCheckReport
 from .result import ParameterCheck
 
+CURVATURE_STEP = 1e-6      # scipy's curvature is measured at most this far from theta
 CONFIRM_ALL_MAX = 10_000    # check_gradient confirms every coordinate up to this size
 
 
@@ -133,7 +134,6 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
         if model.dtype == np.float32:
             dtype_check = dtype_check_of(model, ev, own, masks, allowance32)
 
-    sigmas = {}
     plan = [(name, k_body, layer, pname, array, _choose_coords(array.size, coords, k, rng))
             for name, k_body, layer, pname, array in ev.named_params()]
     bar = tqdm(total=sum(p[-1].size for p in plan), desc="gradcheck", unit="coord", disable=not progress,
@@ -151,14 +151,12 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
             fp, fm, kink = ev.central(k_body, layer, pname, array, flat, epsilon if step is None else step, method,
                                       chunk_size, bar.update)
         recomputed = method == "loop" or not is_plain_dense(layer)
-        if (k_body, recomputed) not in sigmas:
-            sigmas[k_body, recomputed] = ev.noise(k_body, recomputed)
         given = np.asarray(analytic[name], dtype=np.float64).ravel()
         if not every or grads is not None:      # own gradients are a private copy already
             given = given[flat]
         group = _group(name, array.shape, flat, given,
                        fp, fm, kink, ev.penalty_slope(layer, pname, array, None if every else flat),
-                       sigmas[k_body, recomputed],
+                       ev.noise(k_body, recomputed),
                        np.asarray(allowance[name]).ravel()[flat] if np.ndim(allowance[name]) else 0.0)
         if step is not None:
             group.step = step
@@ -179,26 +177,26 @@ def gradcheck(model, X, Y, epsilon=1e-7, grads=None, dropout="off", coords="all"
 
 
 def _model_scipy_check(ev, plan, groups, analytic, names, epsilon, method, seed):
-    """scipy's check_grad on the model's J(theta), judged by its own error model (see ``scipy_cross_check``)."""
-    theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
+    """scipy's check_grad on the model's J(theta), judged by its own error model (see :mod:`.scipy_check`)."""
     g_flat = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
-    sigma = ev.noise(0, True) + UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net.regularized_weights(), ev.m)
+    penalty = UNIT_ROUNDOFF * ev.net.loss.penalty(ev.net.regularized_weights(), ev.m)
     passed = all(not grp.wrong.any() for grp in groups)
-    curvature = jumps = None     # what scipy's every-direction check needs; one random direction measures its own
-    if theta.size <= SCIPY_ALL_DIRECTIONS_MAX:
-        curvature = _curvature(groups, [a.size for *_, a in ev.named_params()], epsilon)
-        jumps = _scipy_jumps(ev, plan, groups, epsilon, method)
-    J = _at_theta_once(lambda t: ev.cost_at(t, names), theta)
-    return scipy_cross_check(J, g_flat, theta, seed, sigma, curvature, passed, jumps=jumps,
-                             crosses=lambda t: ev.crosses_kink(t, names))
+    if g_flat.size > SCIPY_ALL_DIRECTIONS_MAX:
+        return scipy_one_direction(ev.along, g_flat, seed, ev.line_noise() + penalty, passed)
+    sigma = ev.noise(0, True) + penalty
+    theta = np.concatenate([a.ravel() for _, _, _, _, a in ev.named_params()])
+    curvature = _curvature(ev, plan, groups, epsilon, method)
+    jumps = _scipy_jumps(ev, plan, groups, epsilon, method)
+    return scipy_all_directions(_at_theta_once(lambda t: ev.cost_at(t, names), theta), g_flat, theta, sigma,
+                                curvature, passed, jumps=jumps)
 
 
 def _at_theta_once(J, theta):
-    """``J``, evaluated once at ``theta`` itself: scipy's check and its error model both ask for J(theta)."""
+    """``J``, evaluated once at ``theta`` itself (scipy copies theta before it asks)."""
     memo = []
 
     def cached(t):
-        if t is theta or (t.size <= SCIPY_ALL_DIRECTIONS_MAX and np.array_equal(t, theta)):   # scipy copies small ones
+        if t is theta or np.array_equal(t, theta):
             if not memo:
                 memo.append(J(t))
             return memo[0]
@@ -224,12 +222,20 @@ def _frozen_masks(model, m, rng):
             if isinstance(layer, Dropout)}
 
 
-def _curvature(groups, sizes, epsilon):
-    """A bound on ``|d2J/dtheta_i^2|`` per coordinate, from the second differences at epsilon."""
+def _curvature(ev, plan, groups, epsilon, method):
+    """A bound on ``|d2J/dtheta_i^2|`` per coordinate for scipy's steps of 1.5e-8, from second differences
+    at the check's steps, or at ``CURVATURE_STEP`` when those are larger: a second difference over a
+    large step is a secant, which can be far below the curvature where scipy steps (a Tanh pushed
+    through its bend)."""
     parts = []
-    for grp, size in zip(groups, sizes):
-        bound = (np.abs(grp.fp + grp.fm) + 2 * K_NOISE * grp.sigma) / (epsilon if grp.step is None else grp.step) ** 2
-        full = np.full(size, bound.max(initial=0.0))
+    for (name, k_body, layer, pname, array, flat), grp in zip(plan, groups):
+        step = epsilon if grp.step is None else grp.step
+        fp, fm = grp.fp, grp.fm
+        if np.max(step) > CURVATURE_STEP:
+            fp, fm, _ = ev.central(k_body, layer, pname, array, flat, CURVATURE_STEP, method)
+            step = CURVATURE_STEP
+        bound = (np.abs(fp + fm) + 2 * K_NOISE * grp.sigma) / step ** 2
+        full = np.full(array.size, bound.max(initial=0.0))
         full[grp.index] = bound
         parts.append(full)
     return np.concatenate(parts)
@@ -241,12 +247,14 @@ def _scipy_jumps(ev, plan, groups, epsilon, method):
 
     A forward difference whose step crosses a kink is off by up to the jump between the one-sided
     slopes; ``|fp + fm| / h`` measures it at a step h (twice that is allowed). Only coordinates
-    that crossed a kink at epsilon can cross at a smaller step; all are tried when epsilon is smaller.
+    that crossed a kink at their step can cross at a smaller one; all whose step was smaller (a small
+    epsilon, or the per-row steps of large inputs) are tried.
     """
     parts = []
     for (name, k_body, layer, pname, array, flat), grp in zip(plan, groups):
         jumps = np.zeros(array.size)
-        tried = np.flatnonzero(grp.kink) if epsilon >= SCIPY_STEP else np.arange(flat.size)
+        smaller = np.broadcast_to(np.asarray(epsilon if grp.step is None else grp.step) < SCIPY_STEP, grp.kink.shape)
+        tried = np.flatnonzero(grp.kink | smaller)
         if tried.size:
             fp, fm, kink = ev.central(k_body, layer, pname, array, flat[tried], SCIPY_STEP, method)
             crossed = tried[kink]
@@ -534,6 +542,11 @@ def _function_scipy_check(arrays, g_leaves, groups, value, sigma, epsilon, seed)
             for a, old in zip(arrays, saved):
                 a[...] = old
 
+    passed = all(not grp.wrong.any() for grp in groups)
+    if theta_flat.size > SCIPY_ALL_DIRECTIONS_MAX:
+        def line(v):
+            return lambda w, frozen=False: (None if frozen else J_flat(theta_flat + w * v), None)
+        return scipy_one_direction(line, g_flat, seed, sigma, passed)
     curvature = np.zeros(theta_flat.size)
     offset = 0
     for grp, size in zip(groups, sizes):
@@ -541,8 +554,7 @@ def _function_scipy_check(arrays, g_leaves, groups, value, sigma, epsilon, seed)
         curvature[offset:offset + size] = bound.max(initial=0.0)
         curvature[offset + grp.index] = bound
         offset += size
-    return scipy_cross_check(J_flat, g_flat, theta_flat, seed, sigma, curvature,
-                             all(not grp.wrong.any() for grp in groups))
+    return scipy_all_directions(J_flat, g_flat, theta_flat, sigma, curvature, passed)
 
 
 def _measured_noise(arrays, value, J0, epsilon, rng, points=8):

@@ -125,6 +125,7 @@ class Evaluator:
         self.rowwise_from = [all(self.rowwise[k:]) for k in range(len(self.body) + 1)]
         self.affine = {k: tail for k in range(len(self.body)) if (tail := self._affine_tail(k)) is not None}
         self._tables = {}          # layer -> distinct input values per example (exact_columns), built when asked
+        self._noise = {}           # (k, recomputed) -> noise(k, recomputed), computed when asked
         # The L2 term's central difference is exact in closed form, (l2/m) w, unless a loss subclass
         # changes the penalty: then it is evaluated like the rest of J.
         loss_type = type(net.loss)
@@ -183,16 +184,68 @@ class Evaluator:
         with self.at(theta, names):
             return self.net.trusted_cost(self._input_for(self.body[0]), self.Y, self.training)
 
-    def crosses_kink(self, theta, names):
-        """Whether some layer's kink pattern at a flattened theta differs from the one at the check's
-        theta: a straight step between them crosses a kink (or lands on one)."""
-        with self.at(theta, names):
-            A = self.X
-            for layer, pattern in zip(self.body, self.patterns):
-                if pattern is not None and np.any(layer.kink_pattern(A) != pattern):
-                    return True
-                A = _call(layer, A, self.training)
-        return False
+    def along(self, v):
+        """J on the line ``theta + w v``, as a function of the number ``w``: scipy's check along one direction.
+
+        ``v`` is flattened in the order of :meth:`named_params`. The function, ``J_v(w, frozen=False)``,
+        returns ``(J, crossed)``: ``crossed`` says whether some layer's kink pattern at that point differs
+        from theta's (the straight step crosses a kink). With ``frozen=True`` every ReLU keeps the units it
+        lets through at theta (J without its kinks, smooth along the line, with J's slope at theta); the
+        value is None when a layer of the user's has kinks (there is no freezing them).
+
+        It is the J of :meth:`cost_at`, computed with less work: a plain Dense first layer's
+        ``Z = X W + b`` moves linearly, by ``w (X V + v_b)``, so that product is taken once and each point
+        costs only the later layers; the built-in L2 term is a quadratic in w,
+        ``sum ||W||^2 + 2 w sum W.V + w^2 sum ||V||^2`` (times ``l2 / 2m``).
+        """
+        handles = self.named_params()
+        moves, offset = {}, 0
+        for handle in handles:
+            moves[handle.name] = v[offset:offset + handle.array.size].reshape(handle.array.shape)
+            offset += handle.array.size
+        first = self.body[0]
+        linear = is_plain_dense(first)
+        dZ = self.X @ moves["0.W"] + moves["0.b"] if linear else None
+        start = 1 if linear else 0
+        later = [h for h in handles if h.k >= start]
+        kinked = [k for k, pattern in enumerate(self.patterns) if pattern is not None]
+        freezable = all(type(self.body[k]) is ReLU for k in kinked)
+        weights = [(f"{i}.{p}", layer.params[p]) for i, layer in enumerate(self.net.layers) for p in layer.regularized]
+        if self.closed_form_l2:
+            terms = [sum(float(np.vdot(a, b)) for a, b in pairs) for pairs in (
+                [(W, W) for _, W in weights], [(W, moves[n]) for n, W in weights],
+                [(moves[n], moves[n]) for n, _ in weights])]
+            scale = self.net.loss.l2 / (2 * self.m)
+
+        def penalty(w):
+            if self.closed_form_l2:
+                return scale * (terms[0] + 2 * w * terms[1] + w * w * terms[2])
+            return self.net.loss.penalty([W + w * moves[n] for n, W in weights], self.m)
+
+        def J_v(w, frozen=False):
+            if frozen and not freezable:
+                return None, False
+            A = self.acts[1] + w * dZ if linear else self._input_for(first)
+            crossed = False
+            for h in later:
+                h.layer.params[h.pname] = h.array + w * moves[h.name]
+            try:
+                for k in range(start, len(self.body)):
+                    layer, pattern = self.body[k], self.patterns[k]
+                    if pattern is not None:
+                        crossed = crossed or bool(np.any(layer.kink_pattern(A) != pattern))
+                    A = np.where(pattern, A, 0.0) if frozen and pattern is not None else _call(layer, A, self.training)
+            finally:
+                for h in later:
+                    h.layer.params[h.pname] = h.array
+            data = float(np.mean(self.net.loss.losses(A, self.Y, self.net.logit_head), dtype=np.float64))
+            return data + penalty(w), crossed
+        return J_v
+
+    def line_noise(self):
+        """Rounding noise of one value of :meth:`along`'s J: a plain Dense first layer's output is only
+        updated there (``Z + w dZ``), anything else is evaluated whole."""
+        return self.noise(0, not is_plain_dense(self.body[0]))
 
     # -- which path evaluates a parameter: chosen here, and only here
     def path(self, k, layer, method="fast"):
@@ -361,6 +414,12 @@ class Evaluator:
         inputs that later cancel, saturated probabilities (rounding ``u a / (1 - a)``) and
         large losses all show up here. Returns an absolute noise in units of J.
         """
+        if (k, recomputed) not in self._noise:
+            self._noise[k, recomputed] = self._rounding(k, recomputed)
+        return self._noise[k, recomputed]
+
+    def _rounding(self, k, recomputed):
+        """:meth:`noise`, computed."""
         u = UNIT_ROUNDOFF
         delta = None           # no error yet in body[k]'s input
         for k2 in range(k, len(self.body)):
