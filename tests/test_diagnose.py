@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import minidl as mdl
-from test_mutations import Dropout     # its bugs: without 1/keep_prob, twice, mask ignored
-from test_mutations import Tanh as MutantTanh
+from test_gradcheck import Dropout     # its bugs: without 1/keep_prob, twice, mask ignored
+from test_gradcheck import Tanh as MutantTanh
 
 RNG = np.random.default_rng(10)
 X = RNG.standard_normal((8, 5))

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 import minidl as mdl
-from conftest import assert_same_central_differences
+from conftest import ACTIVATIONS, SETTINGS, assert_same_central_differences, models_and_data
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_contract import Scale        # a user's layer with a parameter: the generic path
+from test_layers import LeakyReLU
 
 engine = importlib.import_module("minidl.gradcheck.engine")
 
@@ -217,3 +220,72 @@ def test_every_named_path_equals_the_plain_loop(path, first, expected, monkeypat
     assert fast.passed and loop.passed
     for a, b in zip(fast.groups, loop.groups):
         assert_same_central_differences(a, b, 1e-7)
+
+
+@pytest.mark.parametrize("first", ["dense", "user"])
+@pytest.mark.parametrize("loss", ["built-in", "own penalty"])
+def test_J_along_a_line_is_the_cost_at_theta_moved_along_it(first, loss):
+    """scipy's line ``theta + w v``: the first Dense's product with v taken once and the L2 term as a quadratic
+    in w give J at the moved theta (the whole forward pass); with ReLUs frozen at theta's units J is smooth,
+    equal to J where no unit changed side, and different where one did."""
+    layers = [mdl.Dense(6, 5), mdl.ReLU(), mdl.Dense(5, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()]
+    if first == "user":
+        layers = [Scale(6)] + layers
+    loss = _OwnPenalty(0.7) if loss == "own penalty" else mdl.BinaryCrossEntropy(0.3)
+    model = mdl.Sequential(layers, loss=loss, seed=5)
+    X = np.random.default_rng(6).standard_normal((9, 6))
+    Y = np.array([[0], [1], [1], [0], [1], [0], [1], [1], [0]])
+    ev = engine.Evaluator(model, X, Y)
+    names = [h.name for h in ev.named_params()]
+    theta = np.concatenate([h.array.ravel() for h in ev.named_params()])
+    v = np.random.default_rng(7).uniform(-1, 1, theta.size)
+    J_v = ev.along(v)
+    for w in (0.0, 1.5e-8, -1e-4, 0.3):
+        full = ev.cost_at(theta + w * v, names)
+        value, crossed = J_v(w)
+        assert value == pytest.approx(full, rel=1e-13, abs=1e-15)
+        smooth, _ = J_v(w, frozen=True)
+        if not crossed:
+            assert smooth == pytest.approx(full, rel=1e-13)
+    assert not J_v(1e-9)[1] and J_v(0.3)[1]          # no unit changes side at 1e-9; some do at 0.3
+    assert abs(J_v(0.3, frozen=True)[0] - J_v(0.3)[0]) > 1e-6
+    np.testing.assert_array_equal(theta, np.concatenate([h.array.ravel() for h in ev.named_params()]))
+
+
+def test_a_users_kinked_layer_has_no_frozen_line():
+    """There is no freezing a kink_pattern of the user's: J_smooth is None, and scipy's check falls back to its
+    estimate of the jump in slope."""
+    model = mdl.Sequential([mdl.Dense(4, 3), LeakyReLU(0.1), mdl.Dense(3, 1), mdl.Sigmoid()], seed=0)
+    X, Y = np.random.default_rng(0).standard_normal((5, 4)), np.array([[0], [1], [1], [0], [1]])
+    ev = engine.Evaluator(model, X, Y)
+    J_v = ev.along(np.ones(model.n_params))
+    assert J_v(1e-3, frozen=True) == (None, False) and isinstance(J_v(1e-3)[0], float)
+
+
+# ------------------------------------------------------------------ properties
+@SETTINGS
+@given(models_and_data(), st.sampled_from(["off", "frozen"]))
+def test_fast_path_equals_plain_loop(case, dropout):
+    model, X, Y = case
+    fast = model.gradcheck(X, Y, dropout=dropout, scipy_check=False)
+    loop = model.gradcheck(X, Y, dropout=dropout, method="loop", scipy_check=False)
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, fast.epsilon)
+        assert np.array_equal(a.kink, b.kink)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(12, 40), st.integers(1, 8), st.integers(2, 5), st.integers(0, 2 ** 16),
+       st.sampled_from(ACTIVATIONS), st.floats(0.0, 1.0))
+def test_fast_path_equals_plain_loop_on_pixel_like_inputs(n_in, m, levels, seed, activation, l2):
+    rng = np.random.default_rng(seed)
+    model = mdl.Sequential([mdl.Dense(n_in, 6), activation(), mdl.Dense(6, 3), mdl.ReLU(), mdl.Dense(3, 1),
+                            mdl.Sigmoid()], loss=mdl.BinaryCrossEntropy(l2), seed=seed)
+    X = rng.integers(0, levels, (m, n_in)) / (levels - 1)
+    Y = rng.integers(0, 2, (m, 1))
+    fast = model.gradcheck(X, Y, scipy_check=False)
+    loop = model.gradcheck(X, Y, method="loop", scipy_check=False)
+    assert fast.passed
+    for a, b in zip(fast.groups, loop.groups):
+        assert_same_central_differences(a, b, fast.epsilon)
+        assert np.array_equal(a.kink, b.kink)

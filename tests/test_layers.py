@@ -187,3 +187,10 @@ def test_layer_base_class_requires_forward_and_backward():
         pass
     with pytest.raises(NotImplementedError, match="Incomplete must implement forward"):
         Incomplete().forward(np.ones((1, 1)))
+
+
+# ------------------------------------------------------------------ misuse
+@pytest.mark.parametrize("layer", [mdl.Tanh(), mdl.Sigmoid(), mdl.ReLU(), mdl.Dense(2, 2)])
+def test_backward_before_forward_says_what_to_do(layer):
+    with pytest.raises(mdl.InputError, match=rf"{type(layer).__name__}.backward was called before forward"):
+        layer.backward(np.ones((3, 2)))

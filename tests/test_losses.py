@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 
 import minidl as mdl
+from conftest import SETTINGS
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def one_weight_model(l2, w=2.0):
@@ -80,3 +83,16 @@ def test_l2_must_be_non_negative_and_finite(l2):
 
 def test_repr():
     assert repr(mdl.BinaryCrossEntropy(0.7)) == "BinaryCrossEntropy(l2=0.7)"
+
+
+# ------------------------------------------------------------------ properties
+@SETTINGS
+@given(st.floats(-1e4, 1e4), st.integers(0, 1))
+def test_cost_and_gradient_are_finite_for_any_logit(z, y):
+    model = mdl.Sequential([mdl.Dense(1, 1), mdl.Sigmoid()])
+    model.layers[0].params["W"][...] = z
+    X, Y = np.ones((1, 1)), np.array([[y]])
+    cost = model.cost(X, Y)
+    grads = model.gradients(X, Y)
+    assert np.isfinite(cost) and cost >= 0
+    assert np.isfinite(grads["0.W"]).all() and abs(grads["0.W"][0, 0]) <= 1

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 import minidl as mdl
-from conftest import assert_unchanged, small_model, snapshot
+from conftest import SETTINGS, assert_unchanged, models_and_data, small_model, snapshot
+from hypothesis import given
 
 
 def test_xor_network_of_the_api(data):
@@ -200,3 +201,42 @@ def test_a_loss_subclass_penalty_is_added_even_with_l2_zero(data):
     np.testing.assert_allclose(grads["0.W"] - plain["0.W"], 0.1 / X.shape[0] * np.sign(W), atol=1e-15)
     np.testing.assert_array_equal(grads["0.b"], plain["0.b"])
     assert model.gradcheck(X, Y, scipy_check=False).passed
+
+
+# ------------------------------------------------------------------ misuse
+@pytest.mark.parametrize("layers, received", [
+    (lambda: [mdl.Dense(2, 1)], "Dense(2, 1)"),
+    (lambda: [mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.ReLU()], "ReLU()"),
+])
+def test_a_model_must_end_in_a_sigmoid(layers, received):
+    with pytest.raises(mdl.InputError, match=r"the last layer must be a Sigmoid .*; received " + received.replace(
+            "(", r"\(").replace(")", r"\)")):
+        mdl.Sequential(layers())
+
+
+def test_a_sigmoid_subclass_may_end_a_model():
+    class MySigmoid(mdl.Sigmoid):
+        pass
+    assert mdl.Sequential([mdl.Dense(2, 1), MySigmoid()]).n_params == 3
+
+
+def test_evaluate_gives_cost_and_accuracy():
+    X, Y = mdl.datasets.xor()
+    model = mdl.Sequential([mdl.Dense(2, 4), mdl.Tanh(), mdl.Dense(4, 1), mdl.Sigmoid()], seed=0)
+    cost, accuracy = model.evaluate(X, Y)
+    assert cost == model.cost(X, Y)
+    assert accuracy == float(np.mean(model.predict(X) == Y))
+    with pytest.raises(mdl.InputError, match="X has 3 features per example, but 2 were expected"):
+        model.evaluate(np.ones((4, 3)), Y)
+
+
+# ------------------------------------------------------------------ properties
+@SETTINGS
+@given(models_and_data())
+def test_predictions_are_labels_of_the_right_shape(case):
+    model, X, _ = case
+    predictions = model.predict(X)
+    assert predictions.shape == (X.shape[0], 1)
+    assert set(np.unique(predictions)) <= {0, 1}
+    A = model.forward(X)
+    assert A.dtype == model.dtype and np.all((A >= 0) & (A <= 1))

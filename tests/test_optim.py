@@ -86,3 +86,19 @@ def test_bad_hyperparameters(factory, message):
 def test_reprs():
     assert repr(mdl.SGD(0.5)) == "SGD(lr=0.5)"
     assert repr(mdl.Adam()) == "Adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)"
+
+
+# ------------------------------------------------------------------ misuse
+@pytest.mark.parametrize("optimizer", [mdl.SGD(), mdl.Momentum(), mdl.Adam()])
+def test_an_optimizer_step_before_any_backward_says_what_to_do(optimizer):
+    model = mdl.Sequential([mdl.Dense(2, 3), mdl.Tanh(), mdl.Dense(3, 1), mdl.Sigmoid()])
+    before = [v.copy() for _, v in model.named_parameters()]
+    with pytest.raises(mdl.InputError, match=r"no gradients for 0.W: call model.backward\(X, Y\) before "
+                                             r"optimizer.step\(model\)"):
+        optimizer.step(model)
+    assert all(np.array_equal(a, v) for a, (_, v) in zip(before, model.named_parameters()))
+
+
+def test_an_open_interval_is_printed_as_one():
+    with pytest.raises(mdl.InputError, match=r"lr must be a finite number in \(0, inf\); received lr=-1.0"):
+        mdl.Adam(lr=-1)

@@ -1,4 +1,5 @@
-"""Both scripts end to end, as a user runs them."""
+"""The scripts end to end, as a user runs them: what they print in this process (their main), exit codes,
+signals and the environment they start in through a real interpreter."""
 import importlib.util
 import os
 import subprocess
@@ -19,29 +20,9 @@ def run(script, *args, env=None):
                           text=True, timeout=300, env=environment, cwd=ROOT)
 
 
-def test_train_xor_reaches_full_accuracy():
-    result = run("train_xor.py")
-    assert result.returncode == 0, result.stderr
-    assert "accuracy 100%" in result.stdout
-    assert "[0, 1] -> 1.000 (label 1)" in result.stdout and "[1, 1] -> 0.002 (label 0)" in result.stdout
-
-
-def test_train_xor_debug_prints_the_reports(tmp_path):
-    result = run("train_xor.py", "--debug", "--save", str(tmp_path / "xor.h5"))
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "[debug] before training: gradcheck passed" in out
-    assert "[debug] after 100 steps: gradcheck passed" in out
-    assert "--- gradient check at step 0 ---" in out and "--- gradient check at step 100 ---" in out
-    assert out.count("PASSED") == 2 and "scipy.optimize.check_grad" in out
-    model = mdl.load(tmp_path / "xor.h5")
-    X, Y = mdl.datasets.xor()
-    assert (model.predict(X) == Y).all()
-
-
 def run_in_process(script, *args, capsys):
-    """``script``'s main(argv) in this process (argument errors need no interpreter of their own): its exit
-    status, and what it wrote to stdout and stderr."""
+    """``script``'s main(argv) in this process (no interpreter of its own to start): its exit status, and what it
+    wrote to stdout and stderr. For what a script prints and returns; signals and kills stay in ``run``."""
     import runpy
     scripts = os.path.join(ROOT, "scripts")
     sys.path.insert(0, scripts)
@@ -55,6 +36,40 @@ def run_in_process(script, *args, capsys):
         sys.path.remove(scripts)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+@pytest.fixture
+def script(capsys, monkeypatch):
+    """``script(name, *args, env=None)``: ``run``'s result (returncode, stdout, stderr), from ``run_in_process``
+    in ``run``'s environment (MINIDL_DEBUG unset, ``env`` set, the repository as the working folder)."""
+    def call(name, *args, env=None):
+        monkeypatch.delenv("MINIDL_DEBUG", raising=False)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(ROOT)
+        status, out, err = run_in_process(name, *args, capsys=capsys)
+        return subprocess.CompletedProcess([name, *args], status or 0, out, err)
+    return call
+
+
+def test_train_xor_reaches_full_accuracy(script):
+    result = script("train_xor.py")
+    assert result.returncode == 0, result.stderr
+    assert "accuracy 100%" in result.stdout
+    assert "[0, 1] -> 1.000 (label 1)" in result.stdout and "[1, 1] -> 0.002 (label 0)" in result.stdout
+
+
+def test_train_xor_debug_prints_the_reports(tmp_path, script):
+    result = script("train_xor.py", "--debug", "--save", str(tmp_path / "xor.h5"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[debug] before training: gradcheck passed" in out
+    assert "[debug] after 100 steps: gradcheck passed" in out
+    assert "--- gradient check at step 0 ---" in out and "--- gradient check at step 100 ---" in out
+    assert out.count("PASSED") == 2 and "scipy.optimize.check_grad" in out
+    model = mdl.load(tmp_path / "xor.h5")
+    X, Y = mdl.datasets.xor()
+    assert (model.predict(X) == Y).all()
 
 
 def test_train_xor_help(capsys):
@@ -77,8 +92,8 @@ def test_train_xor_bad_arguments_exit_2(args, message, capsys):
     assert message in err and "usage:" in err
 
 
-def test_train_cat_end_to_end_on_the_real_files(cat_dir, tmp_path):
-    result = run("train_cat.py", "--data-dir", cat_dir, "--epochs", "3", "--debug", "--gradcheck-after", "4",
+def test_train_cat_end_to_end_on_the_real_files(cat_dir, tmp_path, script):
+    result = script("train_cat.py", "--data-dir", cat_dir, "--epochs", "3", "--debug", "--gradcheck-after", "4",
                  "--save", str(tmp_path / "cat.h5"), "--no-progress")
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -88,9 +103,9 @@ def test_train_cat_end_to_end_on_the_real_files(cat_dir, tmp_path):
     assert mdl.load(tmp_path / "cat.h5").n_params == 245_973
 
 
-def test_train_cat_plot(cat_dir, tmp_path):
+def test_train_cat_plot(cat_dir, tmp_path, script):
     path = tmp_path / "curves.png"
-    result = run("train_cat.py", "--data-dir", cat_dir, "--epochs", "2", "--plot", str(path), "--no-progress")
+    result = script("train_cat.py", "--data-dir", cat_dir, "--epochs", "2", "--plot", str(path), "--no-progress")
     if importlib.util.find_spec("matplotlib") is None:
         assert result.returncode == 2 and "--plot needs matplotlib" in result.stderr
     else:
@@ -150,8 +165,8 @@ def test_a_nan_run_says_so_without_a_traceback():
     assert "diverged" in result.stderr and "--lr" in result.stderr
 
 
-def test_train_cat_reports_early_stopping(cat_dir):
-    result = run("train_cat.py", "--data-dir", cat_dir, "--val-split", "0.2", "--patience", "3", "--epochs", "60",
+def test_train_cat_reports_early_stopping(cat_dir, script):
+    result = script("train_cat.py", "--data-dir", cat_dir, "--val-split", "0.2", "--patience", "3", "--epochs", "60",
                  "--no-progress")
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -162,17 +177,17 @@ def test_train_cat_reports_early_stopping(cat_dir):
     assert "validation cost" in out and "test accuracy" in out
 
 
-def test_find_the_bug_names_both_of_the_courses_mistakes():
-    result = run("find_the_bug.py")
+def test_find_the_bug_names_both_of_the_courses_mistakes(script):
+    result = script("find_the_bug.py")
     assert result.returncode == 0, result.stderr
     assert "layer 2 (MyDense) backward: W is 2 times the right value (fitted factor 2)" in result.stdout
     assert "layer 0 (MyDense) backward: b is 4 times the right value (fitted factor 4)" in result.stdout
-    fixed = run("find_the_bug.py", "--fixed")
+    fixed = script("find_the_bug.py", "--fixed")
     assert fixed.returncode == 0 and "PASSED" in fixed.stdout and "diagnosis" not in fixed.stdout
 
 
-def test_course_gradcheck_runs_the_walkthrough_without_data():
-    result = run("course_gradcheck.py", "--loop-sample", "5", "--examples", "4", env={"MINIDL_DATA_DIR": ""})
+def test_course_gradcheck_runs_the_walkthrough_without_data(script):
+    result = script("course_gradcheck.py", "--loop-sample", "5", "--examples", "4", env={"MINIDL_DATA_DIR": ""})
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "random data" in out and out.count("PASSED") == 1 and out.count("FAILED") == 1
@@ -213,8 +228,8 @@ def test_ctrl_c_stops_training_cleanly_saves_and_exits_130(tmp_path):
     assert np.all(np.isfinite(model.layers[0].params["W"]))
 
 
-def test_train_cat_doctor_prints_the_report_and_exits(cat_dir):
-    result = run("train_cat.py", "--data-dir", cat_dir, "--doctor", "--lr", "0.1", "--no-center")
+def test_train_cat_doctor_prints_the_report_and_exits(cat_dir, script):
+    result = script("train_cat.py", "--data-dir", cat_dir, "--doctor", "--lr", "0.1", "--no-center")
     assert result.returncode == 0, result.stderr
     assert "doctor: " in result.stdout and "[learning rate too high]" in result.stdout
     assert "train accuracy" not in result.stdout          # no training

@@ -9,7 +9,7 @@ import minidl as mdl
 from minidl.testing import LayerCheck, check_layer, layer_checks
 from test_contract import CenterBatch, CenterRows, FirstTwo, NoInit, RandomKinks, Scale
 from test_layers import LeakyReLU
-from test_mutations import LAYER_MUTANTS, network
+from test_gradcheck import LAYER_MUTANTS, network
 
 CHECKS = ["setup", "forward", "backward", "gradients", "float32", "declarations", "no mutation", "deterministic",
           "get_config", "checkpoint", "repr"]
