@@ -2,7 +2,8 @@
 """How fast is minidl's every-coordinate gradient check? Side by side, in one process.
 
 Checks the cat network 12288-20-7-5-1 (ReLU, Sigmoid; 245,973 parameters) on 8 examples with:
-  - minidl's full check (every coordinate, central differences, fast path);
+  - minidl's full check (every coordinate, central differences, fast path), with its default settings (the
+    scipy cross-check on) and without the cross-check, interleaved;
   - the seed-course loop (copy theta, rebuild the parameter dicts, full forward per perturbation),
     timed on a seeded sample of coordinates and extrapolated to all of them;
   - torch.autograd.gradcheck in float64, per element on a sample (extrapolated) and fast_mode in full,
@@ -186,17 +187,18 @@ def main():
     worst_abs = np.max(np.abs(g_fast - g_loop))
 
     print(f"\n  {'method':<34} {'what it checks':<28} {'seconds':>12} {'vs minidl':>10} {'peak mem':>11}")
-    row("minidl gradcheck (fast path)", f"every coordinate ({P:,})", t_full, t_full, peak_full,
-        f"median of {repeats}")
     t_default, t_bare = side_by_side(lambda: model.gradcheck(X, Y), lambda: model.gradcheck(X, Y, scipy_check=False),
                                      3 if args.quick else 40)
-    row("minidl gradcheck, default settings", "every coordinate + scipy", t_default, t_full, 0,
-        f"scipy's cross-check on: {t_default / t_bare:.2f}x the check without it (interleaved medians)")
+    ref = t_default     # the headline: the check as a user calls it, model.gradcheck(X, Y)
+    row("minidl gradcheck, default settings", "every coordinate + scipy", t_default, ref, 0,
+        f"interleaved medians of {3 if args.quick else 40}")
+    row("minidl gradcheck, scipy_check=False", f"every coordinate ({P:,})", t_bare, ref, peak_full,
+        f"scipy's cross-check on: {t_default / t_bare:.2f}x the check without it")
     X_cont = np.random.default_rng(1).random(X.shape)
     t_cont, peak_cont, _ = timed(lambda: model.gradcheck(X_cont, Y, scipy_check=False), repeats)
-    row("minidl, continuous random inputs", "every coordinate", t_cont, t_full, peak_cont,
+    row("minidl, continuous random inputs", "every coordinate", t_cont, ref, peak_cont,
         "no repeated input values")
-    row("seed-course loop", "every coordinate (extrap.)", t_loop_each * P, t_full, peak_loop,
+    row("seed-course loop", "every coordinate (extrap.)", t_loop_each * P, ref, peak_loop,
         f"{t_loop_each * 1e3:.2f} ms/coord on {len(coords)}")
 
     J, theta, ev = flat_cost(model, X, Y)
@@ -211,10 +213,10 @@ def main():
     start = time.perf_counter()
     scipy.optimize.check_grad(J_sub, lambda v: g_flat[sub], theta[sub])
     t_scipy_each = (time.perf_counter() - start) / len(sub)
-    row("scipy check_grad, all directions", "every coordinate (extrap.)", t_scipy_each * P, t_full, 0,
+    row("scipy check_grad, all directions", "every coordinate (extrap.)", t_scipy_each * P, ref, 0,
         f"forward differences, {len(sub)} timed")
     t_rand, peak_rand, _ = timed(lambda: random_check_grad(J, g_flat, theta), repeats)
-    row("scipy check_grad, random direction", "one projection", t_rand, t_full, peak_rand)
+    row("scipy check_grad, random direction", "one projection", t_rand, ref, peak_rand)
 
     try:
         import torch
@@ -248,17 +250,17 @@ def main():
         start = time.perf_counter()
         torch.autograd.gradcheck(cost_of_sample, (values,), eps=1e-6, atol=1e-5, rtol=1e-3)
         t_torch_each = (time.perf_counter() - start) / len(sub_t)
-        row("torch gradcheck, per element", "every coordinate (extrap.)", t_torch_each * P, t_full, 0,
+        row("torch gradcheck, per element", "every coordinate (extrap.)", t_torch_each * P, ref, 0,
             f"{len(sub_t)} timed, torch {torch.__version__}")
         full = theta_t.clone().requires_grad_(True)
         t_fast, _, _ = timed(lambda: torch.autograd.gradcheck(torch_cost, (full,), eps=1e-6, atol=1e-5, rtol=1e-3,
                                                               fast_mode=True), repeats)
-        row("torch gradcheck, fast_mode", "one projection", t_fast, t_full, 0)
+        row("torch gradcheck, fast_mode", "one projection", t_fast, ref, 0)
 
     print(f"\nagreement with the seed-course loop on {len(coords)} sampled coordinates: "
           f"difference {agreement:.2e} (||g_fast - g_loop|| / (||g_fast|| + ||g_loop||)), "
           f"largest |g_fast - g_loop| = {worst_abs:.1e} (float64 noise bound at epsilon 1e-7: ~{noise_bound(report):.0e})")
-    print(f"speed-up over the seed-course loop: {t_loop_each * P / t_full:.0f}x (target 100x, aim 300x)")
+    print(f"speed-up over the seed-course loop: {t_loop_each * P / ref:.0f}x with default settings (target 100x, aim 300x)")
 
     physical_limit(model, X, t_full, t_cont)
     if not args.quick:

@@ -25,7 +25,7 @@ def test_gradcheck_speed_quick(run):
     assert "minidl full check: gradcheck passed" in out
     for line in ("seed-course loop", "scipy check_grad, all directions", "torch", "speed-up over the seed-course loop",
                  "physical limit", "agreement with the seed-course loop",
-                 "x the check without it (interleaved medians)"):
+                 "minidl gradcheck, default settings", "x the check without it"):
         assert line in out
 
 
