@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import re
@@ -5,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import h5py
 import numpy as np
@@ -179,26 +179,56 @@ def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     assert synced == [False, True]            # the file's bytes, then the folder that now names it
 
 
-KILL_SCRIPT = textwrap.dedent("""
-    import sys, minidl as mdl
-    model = mdl.Sequential([mdl.Dense(3000, 300), mdl.ReLU(), mdl.Dense(300, 1), mdl.Sigmoid()], seed=1)
-    print("ready", flush=True)
-    while True:
-        model.save(sys.argv[1])
-""")
+KILL_POINTS = [("between two datasets", "h5py.Group.create_dataset", 3, False),
+               ("before sealing", "minidl.io._sign", 1, False),
+               ("before the rename", "os.fsync", 1, False),
+               ("at the rename", "os.replace", 1, False),
+               ("after the rename", "minidl.io._fsync_folder", 1, True)]
 
 
-def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path):
+@pytest.mark.parametrize("stage, target, nth, replaced", KILL_POINTS, ids=[p[0] for p in KILL_POINTS])
+def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path, monkeypatch, stage, target, nth, replaced):
+    """A forked child saves and stops at one point of the save (the nth call of ``target``), says so through
+    a pipe and is killed there (SIGKILL: no sleep decides where). The path then holds the previous checkpoint,
+    or the new one complete, never a mix."""
     path = tmp_path / "ckpt.h5"
-    previous = mdl.Sequential([mdl.Dense(3000, 300), mdl.ReLU(), mdl.Dense(300, 1), mdl.Sigmoid()], seed=1)
+    previous = mdl.Sequential([mdl.Dense(30, 20), mdl.ReLU(), mdl.Dense(20, 1), mdl.Sigmoid()], seed=1)
+    new = mdl.Sequential([mdl.Dense(30, 20), mdl.ReLU(), mdl.Dense(20, 1), mdl.Sigmoid()], seed=2)
     previous.save(path)
-    for delay in (0.05, 0.2, 0.45):
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path)], stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert params_equal(mdl.load(path), previous)       # the old one, or an identical complete new one
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: never returns into pytest
+        try:
+            real, calls = _resolve(target), []
+
+            def stopped(*args, **kwargs):
+                calls.append(1)
+                if len(calls) == nth:
+                    os.write(write, stage.encode())
+                    signal.pause()               # killed here
+                return real(*args, **kwargs)
+            monkeypatch.setattr(target, stopped)
+            new.save(path)
+        finally:
+            os._exit(1)
+    os.close(write)
+    try:
+        said = os.read(read, 100).decode()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read)
+    assert said == stage
+    assert params_equal(mdl.load(path), new if replaced else previous)
+
+
+def _resolve(dotted):
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:                              # a class attribute: h5py.Group.create_dataset
+        module, _, cls = module.rpartition(".")
+        return getattr(getattr(importlib.import_module(module), cls), name)
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):

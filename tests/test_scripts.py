@@ -113,11 +113,11 @@ def test_train_cat_plot(cat_dir, tmp_path, script):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_cat_missing_data_exits_2(tmp_path):
-    result = run("train_cat.py", "--data-dir", str(tmp_path))
+def test_train_cat_missing_data_exits_2(tmp_path, script):
+    result = script("train_cat.py", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "train_catvnoncat.h5 does not exist" in result.stderr and "download=True" in result.stderr
-    result = run("train_cat.py", env={"MINIDL_DATA_DIR": ""})
+    result = script("train_cat.py", env={"MINIDL_DATA_DIR": ""})
     assert result.returncode == 2 and "no data folder: pass --data-dir DIR or set MINIDL_DATA_DIR" in result.stderr
 
 

@@ -234,11 +234,16 @@ def _curvature(ev, plan, groups, epsilon, method):
         if np.max(step) > CURVATURE_STEP:
             fp, fm, _ = ev.central(k_body, layer, pname, array, flat, CURVATURE_STEP, method)
             step = CURVATURE_STEP
-        bound = (np.abs(fp + fm) + 2 * K_NOISE * grp.sigma) / step ** 2
-        full = np.full(array.size, bound.max(initial=0.0))
-        full[grp.index] = bound
-        parts.append(full)
+        parts.append(_every_coordinate((np.abs(fp + fm) + 2 * K_NOISE * grp.sigma) / step ** 2, grp.index, array.size))
     return np.concatenate(parts)
+
+
+def _every_coordinate(bound, index, size):
+    """A per-coordinate bound known at ``index`` spread over all ``size`` coordinates of its array (the largest
+    one where a coordinate was not checked)."""
+    full = np.full(size, bound.max(initial=0.0))
+    full[index] = bound
+    return full
 
 
 def _scipy_jumps(ev, plan, groups, epsilon, method):
@@ -547,13 +552,8 @@ def _function_scipy_check(arrays, g_leaves, groups, value, sigma, epsilon, seed)
         def line(v):
             return lambda w, frozen=False: (None if frozen else J_flat(theta_flat + w * v), None)
         return scipy_one_direction(line, g_flat, seed, sigma, passed)
-    curvature = np.zeros(theta_flat.size)
-    offset = 0
-    for grp, size in zip(groups, sizes):
-        bound = (np.abs(grp.fp + grp.fm) + 2 * K_NOISE * sigma) / epsilon ** 2
-        curvature[offset:offset + size] = bound.max(initial=0.0)
-        curvature[offset + grp.index] = bound
-        offset += size
+    curvature = np.concatenate([_every_coordinate((np.abs(grp.fp + grp.fm) + 2 * K_NOISE * sigma) / epsilon ** 2,
+                                                  grp.index, size) for grp, size in zip(groups, sizes)])
     return scipy_all_directions(J_flat, g_flat, theta_flat, sigma, curvature, passed)
 
 
