@@ -3,11 +3,10 @@ of its own method (forward differences at a fixed step), so that its number can 
 of :mod:`minidl.gradcheck.verdict` or not.
 
 Up to :data:`SCIPY_ALL_DIRECTIONS_MAX` parameters scipy checks every direction. Beyond, it checks one
-seeded random direction ``v``: check_grad's own random mode restricts J to the line ``theta + w v`` and
-compares ``g . v`` with a forward difference in w. minidl draws the same ``v`` (the normal draw of
-``np.random.default_rng(seed)`` that check_grad makes) and hands check_grad that restriction itself, so
-that J on the line can be evaluated without moving the whole of theta (:meth:`Evaluator.along`); the
-number is check_grad's random-mode number.
+seeded random direction ``v``, drawn by minidl (:func:`random_direction`: uniform, a third of the time of
+scipy's own normal draw): check_grad is handed J restricted to the line ``theta + w v``, exactly the
+function its random mode builds, and compares ``g . v`` with a forward difference in w. J on the line is
+evaluated without moving the whole of theta (:meth:`Evaluator.along`).
 """
 import math
 
