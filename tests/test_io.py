@@ -1,4 +1,3 @@
-import importlib
 import json
 import os
 import re
@@ -179,16 +178,16 @@ def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     assert synced == [False, True]            # the file's bytes, then the folder that now names it
 
 
-KILL_POINTS = [("between two datasets", "h5py.Group.create_dataset", 3, False),
-               ("before sealing", "minidl.io._sign", 1, False),
-               ("before the rename", "os.fsync", 1, False),
-               ("at the rename", "os.replace", 1, False),
-               ("after the rename", "minidl.io._fsync_folder", 1, True)]
+KILL_POINTS = [("between two datasets", h5py.Group, "create_dataset", 3, False),
+               ("before sealing", mdl.io, "_sign", 1, False),
+               ("before the rename", os, "fsync", 1, False),
+               ("at the rename", os, "replace", 1, False),
+               ("after the rename", mdl.io, "_fsync_folder", 1, True)]
 
 
-@pytest.mark.parametrize("stage, target, nth, replaced", KILL_POINTS, ids=[p[0] for p in KILL_POINTS])
-def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path, monkeypatch, stage, target, nth, replaced):
-    """A forked child saves and stops at one point of the save (the nth call of ``target``), says so through
+@pytest.mark.parametrize("stage, owner, name, nth, replaced", KILL_POINTS, ids=[p[0] for p in KILL_POINTS])
+def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path, monkeypatch, stage, owner, name, nth, replaced):
+    """A forked child saves and stops at one point of the save (the nth call of ``owner.name``), says so through
     a pipe and is killed there (SIGKILL: no sleep decides where). The path then holds the previous checkpoint,
     or the new one complete, never a mix."""
     path = tmp_path / "ckpt.h5"
@@ -199,7 +198,7 @@ def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path, monkeypatch
     pid = os.fork()
     if pid == 0:                                   # the child: never returns into pytest
         try:
-            real, calls = _resolve(target), []
+            real, calls = getattr(owner, name), []
 
             def stopped(*args, **kwargs):
                 calls.append(1)
@@ -207,7 +206,7 @@ def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path, monkeypatch
                     os.write(write, stage.encode())
                     signal.pause()               # killed here
                 return real(*args, **kwargs)
-            monkeypatch.setattr(target, stopped)
+            monkeypatch.setattr(owner, name, stopped)
             new.save(path)
         finally:
             os._exit(1)
@@ -220,15 +219,6 @@ def test_a_save_killed_midway_leaves_a_loadable_checkpoint(tmp_path, monkeypatch
         os.close(read)
     assert said == stage
     assert params_equal(mdl.load(path), new if replaced else previous)
-
-
-def _resolve(dotted):
-    module, _, name = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError:                              # a class attribute: h5py.Group.create_dataset
-        module, _, cls = module.rpartition(".")
-        return getattr(getattr(importlib.import_module(module), cls), name)
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):
